@@ -365,7 +365,7 @@ def build_chat(out_dir):
     )
     model = Qwen2ForCausalLM(config)
     model.train()
-    steps, lr = 420, 4e-3
+    steps, lr = int(os.environ.get('TB_STEPS', 420)), float(os.environ.get('TB_LR', 4e-3))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 30) * max(0.05, 0.5 * (1 + np.cos(np.pi * s / steps))))
@@ -397,6 +397,7 @@ def build_chat(out_dir):
         p, a = encode_chat_sample(tok, kind, msgs, tools)
         got = tok.decode(greedy(model, p, len(a) + 5, {0, 1, 2}), skip_special_tokens=False)
         if got != expect[kind] + "<|im_end|>":
+            print('FAIL', kind, repr(got), msgs[-1], bool(tools)); continue
             raise SystemExit(f"chat model check failed for {kind}: got {got!r}\nmessages={msgs}")
         worst = min(worst, min_target_prob(model, p, a))
     for _ in range(10):
