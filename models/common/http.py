@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 import urllib3.exceptions
-from dify_plugin.errors.model import InvokeConnectionError, InvokeServerUnavailableError
+from dify_plugin.errors.model import InvokeConnectionError, InvokeError, InvokeServerUnavailableError
 from requests.adapters import HTTPAdapter
 
 from models.common.credentials import ServerSettings
@@ -127,9 +127,15 @@ class XinferenceClient:
                 time.sleep(wait)
                 continue
             try:
-                raise error_from_response(response, self.settings.model_uid)
+                raise self._without_secret(error_from_response(response, self.settings.model_uid))
             finally:
                 response.close()
+
+    def _without_secret(self, error: InvokeError) -> InvokeError:
+        # A proxy in front of Xinference may echo request headers into its error text.
+        if self.settings.api_key and error.description and self.settings.api_key in error.description:
+            error.description = error.description.replace(self.settings.api_key, "***")
+        return error
 
     def _events(self, response: requests.Response) -> Iterator[dict]:
         with response:
@@ -143,7 +149,7 @@ class XinferenceClient:
                         f"Xinference sent a malformed stream event: {data[:200]!r}"
                     ) from None
                 if isinstance(event, dict) and "error" in event:
-                    raise error_from_stream_event(event["error"], self.settings.model_uid)
+                    raise self._without_secret(error_from_stream_event(event["error"], self.settings.model_uid))
                 yield event
 
     def _chunks(self, response: requests.Response) -> Iterator[bytes]:

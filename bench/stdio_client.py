@@ -1,0 +1,164 @@
+"""Drives the plugin as Dify's daemon does: `python -m main` over stdio, JSON lines.
+
+Requests are built with the SDK's own request models
+(`dify_plugin.core.entities.plugin.request`), so the payloads are exactly what the
+daemon sends. One request at a time: `call()` writes a request line and reads the
+plugin's stdout until that session's `end`, skipping heartbeats, logs and blank lines.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from dify_plugin.core.entities.plugin.request import (
+    ModelGetLLMNumTokens,
+    ModelInvokeLLMRequest,
+)
+from dify_plugin.entities.model import ModelType
+
+PLUGIN_ROOT = Path(__file__).resolve().parent.parent
+PROVIDER = "xinference"
+
+
+class PluginError(RuntimeError):
+    """The plugin answered a session with an error, or the process broke."""
+
+
+class PluginProcess:
+    def __init__(self, python: str = sys.executable, root: Path = PLUGIN_ROOT) -> None:
+        env = dict(os.environ, INSTALL_METHOD="local", PYTHONUNBUFFERED="1")
+        env.pop("XINFERENCE_TESTBED_STATE", None)
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [python, "-m", "main"],
+            cwd=root,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=0,
+        )
+        self.heartbeat_after: float | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    def wait_for_heartbeat(self, timeout: float = 60.0) -> float:
+        """Seconds from spawn to the first heartbeat line."""
+        deadline = time.monotonic() + timeout
+        while self.heartbeat_after is None:
+            if time.monotonic() > deadline:
+                raise PluginError("no heartbeat from the plugin within %.0f s" % timeout)
+            self._read_message()
+        return self.heartbeat_after
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise PluginError("no VmRSS for the plugin process")
+
+    def close(self) -> None:
+        # The runtime does not exit on stdin EOF: it must be killed (as the daemon does).
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "PluginProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- requests ----------------------------------------------------------------
+
+    def call(self, data: dict, on_chunk: Callable[[dict], None] | None = None) -> list[dict]:
+        """Sends one request; returns the `stream` payloads of its session.
+
+        `on_chunk` is called as each one arrives (for time-to-first-chunk).
+        """
+        session_id = uuid.uuid4().hex
+        envelope = {
+            "session_id": session_id,
+            "conversation_id": None,
+            "message_id": None,
+            "app_id": None,
+            "endpoint_id": None,
+            "context": None,
+            "event": "request",
+            "data": data,
+        }
+        self.proc.stdin.write(json.dumps(envelope).encode() + b"\n")
+        self.proc.stdin.flush()
+        chunks: list[dict] = []
+        while True:
+            message = self._read_message()
+            if message is None or message.get("session_id") != session_id:
+                continue
+            kind = message["data"]["type"]
+            if kind == "stream":
+                payload = message["data"]["data"]
+                chunks.append(payload)
+                if on_chunk is not None:
+                    on_chunk(payload)
+            elif kind == "error":
+                error = message["data"]["data"]
+                raise PluginError(f"{error.get('error_type')}: {error.get('message')}")
+            elif kind == "end":
+                return chunks
+
+    def _read_message(self) -> dict | None:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise PluginError(f"the plugin process ended (exit code {self.proc.poll()})")
+        line = line.strip()
+        if not line.startswith(b"{"):
+            return None
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return None
+        if message.get("event") == "heartbeat" and self.heartbeat_after is None:
+            self.heartbeat_after = time.perf_counter() - self.started
+        return message if message.get("event") == "session" else None
+
+
+# ---- request payloads, from the SDK's own models ----------------------------------------
+
+
+def invoke_llm_request(
+    credentials: dict, model: str, messages: list[dict], parameters: dict, stream: bool
+) -> dict:
+    return ModelInvokeLLMRequest(
+        user_id="bench",
+        provider=PROVIDER,
+        model_type=ModelType.LLM,
+        model=model,
+        credentials=credentials,
+        prompt_messages=messages,
+        model_parameters=parameters,
+        stop=None,
+        tools=None,
+        stream=stream,
+    ).model_dump(mode="json")
+
+
+def llm_num_tokens_request(credentials: dict, model: str, messages: list[dict]) -> dict:
+    return ModelGetLLMNumTokens(
+        user_id="bench",
+        provider=PROVIDER,
+        model_type=ModelType.LLM,
+        model=model,
+        credentials=credentials,
+        prompt_messages=messages,
+        tools=None,
+    ).model_dump(mode="json")
