@@ -272,9 +272,12 @@ def build_chat_tokenizer(template, rng):
         clean_up_tokenization_spaces=False,
     )
     # Like Qwen, the tool tags are single (non-special) tokens; they decode as text.
+    # The JSON glue of the fixed tool call is made of single tokens too, so that no
+    # token repeats inside an answer: a 2-layer model then learns it quickly and surely.
     fast.add_tokens([AddedToken(t, special=False, normalized=False) for t in
                      ("<tool_call>", "</tool_call>", "<tools>", "</tools>",
-                      "<tool_response>", "</tool_response>")])
+                      "<tool_response>", "</tool_response>",
+                      '{"name": "', '", "arguments": {"', '": "', '"}}')])
     fast.chat_template = template
     ids = fast.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     assert ids == [0, 1, 2], ids
@@ -294,7 +297,7 @@ def encode_raw_sample(tok, rng):
     if rng.random() < 0.3:
         prompt += rng.choice([" ", "\n", "\n\n"])
     p = tok(prompt, add_special_tokens=False)["input_ids"]
-    a = tok(CHAT_ANSWER, add_special_tokens=False)["input_ids"] + [0]
+    a = tok(CHAT_ANSWER, add_special_tokens=False)["input_ids"] + [2]
     return p, a
 
 
@@ -376,7 +379,8 @@ def build_chat(out_dir):
     )
     model = Qwen2ForCausalLM(config)
     model.train()
-    steps, lr = int(os.environ.get('TB_STEPS', 420)), float(os.environ.get('TB_LR', 4e-3))
+    steps, lr = int(os.environ.get('TB_STEPS', 420)), float(os.environ.get('TB_LR', 3e-3))
+    t_last = time.time()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 40) * max(0.05, 0.5 * (1 + np.cos(np.pi * s / steps))))
@@ -399,7 +403,8 @@ def build_chat(out_dir):
             opt.zero_grad()
             step += 1
             if step % 50 == 0:
-                log(f"chat step {step}/{steps} loss {loss.item():.4f}")
+                log(f"chat step {step}/{steps} loss {loss.item():.4f} ({time.time()-t_last:.1f}s)")
+                t_last = time.time()
             if step >= steps:
                 break
         rng.shuffle(batches)
@@ -417,10 +422,11 @@ def build_chat(out_dir):
             print('FAIL', kind, repr(got), msgs[-1], bool(tools)); continue
             raise SystemExit(f"chat model check failed for {kind}: got {got!r}\nmessages={msgs}")
         worst = min(worst, min_target_prob(model, p, a))
+    print("worst chat", worst)
     for _ in range(10):
         p, a = encode_raw_sample(tok, check_rng)
         got = tok.decode(greedy(model, p, len(a) + 5, {0, 1, 2}), skip_special_tokens=False)
-        if got != CHAT_ANSWER + "<|endoftext|>":
+        if got != CHAT_ANSWER + "<|im_end|>":
             print(f"generate check failed: got {got!r}"); continue
         worst = min(worst, min_target_prob(model, p, a))
     if worst < 0.9:

@@ -12,21 +12,33 @@ if str(PLUGIN_ROOT) not in sys.path:
     sys.path.insert(0, str(PLUGIN_ROOT))
 
 
+def _testbed(tmp_path_factory, state_variable: str, *start_options: str):
+    named = os.environ.get(state_variable)
+    if named:
+        yield json.loads(Path(named).read_text())
+        return
+    state_file = tmp_path_factory.mktemp("testbed") / "state.json"
+    testbed_script = str(PLUGIN_ROOT / "scripts" / "testbed")
+    subprocess.run(
+        [sys.executable, testbed_script, "start", "--state", str(state_file), *start_options], check=True
+    )
+    try:
+        yield json.loads(state_file.read_text())
+    finally:
+        subprocess.run([sys.executable, testbed_script, "stop", "--state", str(state_file)], check=False)
+
+
 @pytest.fixture(scope="session")
-def testbed(tmp_path_factory) -> dict:
+def testbed(tmp_path_factory):
     """The real Xinference server of `scripts/testbed`, as its state JSON.
 
     Uses the one named by XINFERENCE_TESTBED_STATE (`scripts/testbed run -- ...` sets it);
     otherwise starts one for this session and stops it afterwards.
     """
-    named = os.environ.get("XINFERENCE_TESTBED_STATE")
-    if named:
-        yield json.loads(Path(named).read_text())
-        return
-    state_file = tmp_path_factory.mktemp("testbed") / "state.json"
-    testbed_script = PLUGIN_ROOT / "scripts" / "testbed"
-    subprocess.run([sys.executable, str(testbed_script), "start", "--state", str(state_file)], check=True)
-    try:
-        yield json.loads(state_file.read_text())
-    finally:
-        subprocess.run([sys.executable, str(testbed_script), "stop", "--state", str(state_file)], check=False)
+    yield from _testbed(tmp_path_factory, "XINFERENCE_TESTBED_STATE")
+
+
+@pytest.fixture(scope="session")
+def testbed_with_auth(tmp_path_factory):
+    """A second real server with authentication on and a real API key in its state."""
+    yield from _testbed(tmp_path_factory, "XINFERENCE_TESTBED_AUTH_STATE", "--auth")
