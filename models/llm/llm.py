@@ -32,7 +32,7 @@ from models.common.http import XinferenceClient
 from models.common.metadata import ModelDescription
 from models.common.model_base import XinferenceModel
 from models.common.tokens import estimate_tokens
-from models.common.wire import CompletionAnswer, Message, ToolCall, Usage, parse_wire
+from models.common.wire import CompletionAnswer, FunctionCall, Message, ToolCall, Usage, parse_wire
 
 DEFAULT_CONTEXT_LENGTH = 2048
 # Sampling parameters Xinference takes under the same name as Dify's parameter rules.
@@ -361,10 +361,11 @@ class _Call:
             raise InvokeServerUnavailableError("Xinference answered without any choice")
         choice = answer.choices[0]
         message = choice.message or Message(content=choice.text)
-        text = message.content or ""
+        inline_calls = _InlineToolCalls(enabled=bool(self.tools) and not message.tool_calls)
+        text = inline_calls.feed(message.content or "") + inline_calls.close()
         if message.reasoning_content:
             text = f"<think>\n{message.reasoning_content}\n</think>{text}"
-        tool_calls = _tool_calls_for_dify(_merge_tool_calls(message.tool_calls or []))
+        tool_calls = _tool_calls_for_dify(_merge_tool_calls(message.tool_calls or []) + inline_calls.calls)
         return LLMResult(
             model=self.model,
             prompt_messages=[],
@@ -383,6 +384,7 @@ class _Call:
 
     def _chunks(self, events: Iterator[dict]) -> Generator[LLMResultChunk, None, None]:
         reasoning = _ReasoningWrapper()
+        inline_calls = _InlineToolCalls(enabled=bool(self.tools))
         pending_calls: list[ToolCall] = []
         text_parts: list[str] = []
         usage: Usage | None = None
@@ -397,7 +399,7 @@ class _Call:
                 delta = choice.delta or Message(content=choice.text)
                 if delta.tool_calls:
                     pending_calls.extend(delta.tool_calls)
-                text = reasoning.feed(delta)
+                text = inline_calls.feed(reasoning.feed(delta))
                 if text:
                     text_parts.append(text)
                     yield self._chunk(index, AssistantPromptMessage(content=text))
@@ -406,9 +408,11 @@ class _Call:
             raise InvokeServerUnavailableError(
                 "Xinference's stream ended before the answer was complete (no finish_reason)"
             )
-        closing_text = reasoning.close()
+        closing_text = inline_calls.feed(reasoning.close()) + inline_calls.close()
         text_parts.append(closing_text)
-        tool_calls = _tool_calls_for_dify(_merge_tool_calls(pending_calls))
+        tool_calls = _tool_calls_for_dify(_merge_tool_calls(pending_calls) + inline_calls.calls)
+        if inline_calls.calls and finish_reason == "stop":
+            finish_reason = "tool_calls"
         yield self._chunk(
             index,
             AssistantPromptMessage(content=closing_text, tool_calls=tool_calls),
@@ -460,6 +464,76 @@ class _ReasoningWrapper:
             self.thinking = False
             return "\n</think>"
         return ""
+
+
+class _InlineToolCalls:
+    """Tool calls a server left in the text as `<tool_call>{"name": …, "arguments": …}</tool_call>`.
+
+    Xinference's transformers engine (4.1.0) parses tool calls only in blocking answers:
+    streamed, the model's raw tool-call blocks arrive as content. When tools were offered,
+    such blocks are held back from the text and become real tool calls.
+    """
+
+    OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.held = ""
+        self.calls: list[ToolCall] = []
+
+    def feed(self, text: str) -> str:
+        if not self.enabled:
+            return text
+        self.held += text
+        released: list[str] = []
+        while True:
+            start = self.held.find(self.OPEN)
+            if start < 0:
+                keep = _partial_prefix_length(self.held, self.OPEN)
+                released.append(self.held[: len(self.held) - keep])
+                self.held = self.held[len(self.held) - keep :]
+                return "".join(released)
+            released.append(self.held[:start])
+            end = self.held.find(self.CLOSE, start)
+            if end < 0:
+                self.held = self.held[start:]
+                return "".join(released)
+            block = self.held[start + len(self.OPEN) : end]
+            self.held = self.held[end + len(self.CLOSE) :]
+            call = _tool_call_from_block(block)
+            if call is None:
+                released.append(self.OPEN + block + self.CLOSE)
+            else:
+                self.calls.append(call)
+
+    def close(self) -> str:
+        """Whatever is still held back: an unfinished block is the model's text after all."""
+        text, self.held = self.held, ""
+        return text
+
+
+def _partial_prefix_length(text: str, marker: str) -> int:
+    """How many characters at the end of `text` could be the start of `marker`."""
+    for length in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:length]):
+            return length
+    return 0
+
+
+def _tool_call_from_block(block: str) -> ToolCall | None:
+    try:
+        parsed = json.loads(block)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("name"), str):
+        return None
+    arguments = parsed.get("arguments", {})
+    return ToolCall(
+        function=FunctionCall(
+            name=parsed["name"],
+            arguments=arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False),
+        )
+    )
 
 
 def _merge_tool_calls(fragments: list[ToolCall]) -> list[ToolCall]:

@@ -81,6 +81,17 @@ def test_blocking_chat_with_tools_returns_the_parsed_tool_call(testbed):
     assert result.delta.finish_reason == "tool_calls"
 
 
+def test_streaming_chat_with_tools_returns_the_tool_call_too(testbed):
+    # 4.1.0's transformers engine leaves streamed tool calls as text; the plugin parses them.
+    chunks = invoke(
+        testbed, [UserPromptMessage(content="What is the weather in Paris?")], stream=True, tools=[WEATHER_TOOL]
+    )
+    [call] = chunks[-1].delta.message.tool_calls
+    assert call.function.name == testbed["tool_answer"]["name"]
+    assert json.loads(call.function.arguments) == testbed["tool_answer"]["arguments"]
+    assert "<tool_call>" not in text_of(chunks)
+
+
 def test_second_turn_with_the_tool_result(testbed):
     question = UserPromptMessage(content="What is the weather in Paris?")
     [first] = invoke(testbed, [question], stream=False, tools=[WEATHER_TOOL])

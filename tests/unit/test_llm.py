@@ -397,6 +397,39 @@ def test_streamed_complete_tool_calls_without_index_on_old_servers():
     assert [json.loads(c.function.arguments)["city"] for c in calls] == ["Paris", "Rome"]
 
 
+def _tool_call_text_stream(*pieces: str) -> bytes:
+    # Xinference 4.1.0's transformers engine streams the model's raw tool-call text as content.
+    events = [chunk({"content": piece}) for piece in pieces]
+    return sse(*events, chunk({"content": ""}, finish_reason="stop", usage=(30, 20)))
+
+
+@responses.activate
+def test_tool_call_text_in_a_stream_becomes_a_tool_call_when_tools_were_offered():
+    serve_describe()
+    responses.post(
+        CHAT,
+        body=_tool_call_text_stream("Let me check.", "<tool", '_call>\n{"name": "get_weather", ', '"arguments": {"city": "Paris"}}\n</tool_call>'),
+    )
+    chunks = invoke(stream=True, tools=[WEATHER_TOOL])
+    assert text_of(chunks) == "Let me check."
+    [call] = chunks[-1].delta.message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    assert chunks[-1].delta.finish_reason == "tool_calls"
+
+
+@responses.activate
+def test_tool_call_text_is_left_alone_without_tools_or_when_it_is_not_a_call():
+    serve_describe()
+    text = 'Use <tool_call>{"name": "x", "arguments": {}}</tool_call> like this.'
+    responses.post(CHAT, body=_tool_call_text_stream(text))
+    assert text_of(invoke(stream=True)) == text
+    responses.post(CHAT, body=_tool_call_text_stream("a <tool_call>not json</tool_call> b <tool"))
+    chunks = invoke(stream=True, tools=[WEATHER_TOOL])
+    assert text_of(chunks) == "a <tool_call>not json</tool_call> b <tool"
+    assert chunks[-1].delta.message.tool_calls == []
+
+
 @responses.activate
 def test_streamed_reasoning_content_is_wrapped_once():
     serve_describe(abilities=["generate", "chat", "reasoning"])
