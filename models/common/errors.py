@@ -23,6 +23,8 @@ _MAX_DETAIL_CHARS = 1000
 _WRONG_MODEL_TYPE = re.compile(r"\bis not for\b|does not support", re.IGNORECASE)
 _MODEL_NOT_FOUND = re.compile(r"model not found", re.IGNORECASE)
 _INVALID_BODY = re.compile(r"validation error", re.IGNORECASE)
+# TTS engines answer an unknown voice with a 500 that lists the voices they know.
+_UNKNOWN_VOICE = re.compile(r"invalid voice|available speakers|supported speakers", re.IGNORECASE)
 _STATUS_PREFIX = re.compile(r"^\s*(\d{3})\s*:\s*")
 
 _ERROR_BY_STATUS: dict[int, type[InvokeError]] = {
@@ -54,6 +56,8 @@ def error_for_status(status: int, detail: str, model_uid: str) -> InvokeError:
         return InvokeBadRequestError(
             f"Xinference has no running model with UID '{model_uid}' ({status}): {detail}"
         )
+    if _UNKNOWN_VOICE.search(detail):
+        return InvokeBadRequestError(f"Xinference does not know this voice ({status}): {detail}")
     if _WRONG_MODEL_TYPE.search(detail):
         return InvokeBadRequestError(
             f"Model '{model_uid}' is the wrong model type for this request ({status}): {detail}"
