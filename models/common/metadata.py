@@ -24,6 +24,8 @@ class ModelDescription(BaseModel):
     model_type: str = ""
     model_name: str | None = None
     model_family: str | None = None
+    # Embedding and rerank descriptions carry this key from Xinference 3.1 on (null or not).
+    model_engine: str | None = None
     model_ability: list[str] = Field(default_factory=list)
     context_length: int | None = None
     # embedding models

@@ -47,8 +47,8 @@ class XinferenceModel:
     def _type_mismatch(self, settings: ServerSettings, description: ModelDescription) -> str | None:
         if description.kind != self.xinference_model_type:
             return (
-                f"Model '{settings.model_uid}' is a {description.model_type or 'model of unknown'} "
-                f"model on Xinference, but it was added to Dify as a {self.dify_type_name} model."
+                f"Model '{settings.model_uid}' is {_with_article(description.model_type or 'unknown')} "
+                f"model on Xinference, but it was added to Dify as {_with_article(self.dify_type_name)} model."
             )
         if (
             self.accepted_abilities
@@ -56,7 +56,7 @@ class XinferenceModel:
             and not any(description.has(ability) for ability in self.accepted_abilities)
         ):
             return (
-                f"Model '{settings.model_uid}' is an {description.model_type} model with abilities "
+                f"Model '{settings.model_uid}' is {_with_article(description.model_type)} model with abilities "
                 f"{description.model_ability}, none of which is {' or '.join(self.accepted_abilities)}, "
                 f"so it cannot serve as a {self.dify_type_name} model."
             )
@@ -104,6 +104,11 @@ class XinferenceModel:
             if isinstance(error, tuple(source_types)):
                 return invoke_error(f"{error}")
         return InvokeError(f"Xinference plugin error: {error}")
+
+
+def _with_article(word: str) -> str:
+    # "an LLM", "an embedding", "a rerank", "an audio", "a speech-to-text"
+    return f"{'an' if word[:1].lower() in 'aeiou' or word.startswith('LLM') else 'a'} {word}"
 
 
 def _explain(settings: ServerSettings, error: InvokeError) -> str:

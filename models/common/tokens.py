@@ -20,4 +20,20 @@ _CHARS_PER_EXTRA_TOKEN = 5
 def estimate_tokens(text: str) -> int:
     if not text:
         return 0
-    return sum(1 + (len(piece) - 1) // _CHARS_PER_EXTRA_TOKEN for piece in _PIECES.findall(text))
+    return sum(_piece_tokens(piece) for piece in _PIECES.findall(text))
+
+
+def cut_to_tokens(text: str, budget: int) -> str:
+    """The longest prefix of `text` whose estimate is at most `budget` tokens."""
+    used = 0
+    for piece in _PIECES.finditer(text):
+        cost = _piece_tokens(piece.group())
+        if used + cost > budget:
+            # The first n × _CHARS_PER_EXTRA_TOKEN characters of a word cost n tokens.
+            return text[: piece.start() + max(budget - used, 0) * _CHARS_PER_EXTRA_TOKEN]
+        used += cost
+    return text
+
+
+def _piece_tokens(piece: str) -> int:
+    return 1 + (len(piece) - 1) // _CHARS_PER_EXTRA_TOKEN

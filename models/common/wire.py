@@ -4,9 +4,13 @@ Only the fields the plugin reads are declared; everything else is ignored, becau
 the answers grow new fields from version to version (0.16 → 4.x).
 """
 
+import base64
+import binascii
 import json
+from collections.abc import Sequence
 from typing import TypeVar
 
+from dify_plugin.entities.model.text_embedding import MultiModalContent, MultiModalContentType
 from dify_plugin.errors.model import InvokeServerUnavailableError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -112,3 +116,46 @@ class RerankMeta(_WireModel):
 class RerankAnswer(_WireModel):
     results: list[RerankItem]
     meta: RerankMeta | None = None
+
+
+# ---- multimodal inputs (embeddings ≥ 1.1, rerank 4.x) ------------------------------------
+
+_IMAGE_SIGNATURES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif", b"RIFF": "image/webp"}
+
+
+def multimodal_inputs(contents: Sequence[MultiModalContent]) -> list[str | dict[str, str]]:
+    """Dify's multimodal contents as `/v1/embeddings` and `/v1/rerank` take them.
+
+    All text: plain strings, which every server version takes. Otherwise every item is
+    `{"text": ...}` or `{"image": <data URL>}`: servers before 4.x reject lists that mix both.
+    """
+    if all(content.content_type == MultiModalContentType.TEXT for content in contents):
+        return [content.content for content in contents]
+    return [
+        {"text": content.content}
+        if content.content_type == MultiModalContentType.TEXT
+        else {"image": _image_url(content.content)}
+        for content in contents
+    ]
+
+
+def _image_url(content: str) -> str:
+    # Dify sends bare base64; Xinference decodes only `data:image/...;base64,` strings
+    # and treats anything else as a URL or a file path to open.
+    if content.startswith(("data:", "http://", "https://")):
+        return content
+    try:
+        head = base64.b64decode(content[:16])
+    except binascii.Error:
+        head = b""
+    mime = next((mime for magic, mime in _IMAGE_SIGNATURES.items() if head.startswith(magic)), "image/png")
+    return f"data:{mime};base64,{content}"
+
+
+# ---- audio ------------------------------------------------------------------------------
+
+
+class TranscriptionAnswer(_WireModel):
+    """`/v1/audio/transcriptions` with `response_format=json`."""
+
+    text: str

@@ -550,7 +550,7 @@ def test_errors_before_a_stream_starts_are_mapped_too():
 @responses.activate
 def test_wrong_model_type_at_invoke_time_is_a_bad_request():
     responses.get(DESCRIBE, json={"model_type": "embedding", "model_name": "bge", "dimensions": 384, "max_tokens": 512})
-    with pytest.raises(InvokeBadRequestError, match="embedding model on Xinference.*as a LLM"):
+    with pytest.raises(InvokeBadRequestError, match="an embedding model on Xinference.*as an LLM"):
         invoke(stream=False)
 
 

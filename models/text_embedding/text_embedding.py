@@ -1,0 +1,195 @@
+"""Embedding models served by Xinference (`POST /v1/embeddings`): texts and, for models
+with the `embed_vision` ability, images."""
+
+import time
+from decimal import Decimal
+
+from dify_plugin import TextEmbeddingModel
+from dify_plugin.entities import I18nObject
+from dify_plugin.entities.model import (
+    AIModelEntity,
+    EmbeddingInputType,
+    FetchFrom,
+    ModelFeature,
+    ModelPropertyKey,
+    ModelType,
+)
+from dify_plugin.entities.model.text_embedding import (
+    EmbeddingUsage,
+    MultiModalContent,
+    MultiModalEmbeddingResult,
+    TextEmbeddingResult,
+)
+from dify_plugin.errors.model import (
+    CredentialsValidateFailedError,
+    InvokeBadRequestError,
+    InvokeServerUnavailableError,
+)
+
+from models.common.concurrency import ordered_map
+from models.common.credentials import CredentialsError, ServerSettings, positive_int
+from models.common.http import XinferenceClient
+from models.common.metadata import ModelDescription
+from models.common.model_base import XinferenceModel
+from models.common.tokens import cut_to_tokens, estimate_tokens
+from models.common.wire import EmbeddingAnswer, multimodal_inputs, parse_wire
+
+# Built-in models declare `max_tokens`; a custom model registered without it gets this.
+DEFAULT_CONTEXT_SIZE = 512
+DEFAULT_BATCH_SIZE = 32
+CONCURRENT_BATCHES = 4
+# Texts cut on the client keep this share of the context: the offline estimate may run
+# ~25% under a real tokenizer, and 0.8 × 1.25 = 1.
+CLIENT_CUT_SHARE = 0.8
+
+_Input = str | dict[str, str]
+
+
+class XinferenceTextEmbeddingModel(XinferenceModel, TextEmbeddingModel):
+    xinference_model_type = "embedding"
+    dify_type_name = "text embedding"
+
+    def _invoke(
+        self,
+        model: str,
+        credentials: dict,
+        texts: list[str],
+        user: str | None = None,
+        input_type: EmbeddingInputType = EmbeddingInputType.DOCUMENT,
+    ) -> TextEmbeddingResult:
+        # `input_type` has no counterpart in Xinference's embeddings API (see the README).
+        vectors, tokens = self._embed(credentials, list(texts))
+        return TextEmbeddingResult(model=model, embeddings=vectors, usage=self._usage(tokens))
+
+    def _invoke_multimodal(
+        self,
+        model: str,
+        credentials: dict,
+        documents: list[MultiModalContent],
+        user: str | None = None,
+        input_type: EmbeddingInputType = EmbeddingInputType.DOCUMENT,
+    ) -> MultiModalEmbeddingResult:
+        vectors, tokens = self._embed(credentials, multimodal_inputs(documents))
+        return MultiModalEmbeddingResult(model=model, embeddings=vectors, usage=self._usage(tokens))
+
+    def get_num_tokens(self, model: str, credentials: dict, texts: list[str]) -> list[int]:
+        return [estimate_tokens(text) for text in texts]
+
+    def validate_credentials(self, model: str, credentials: dict) -> None:
+        try:
+            _batch_size(credentials)
+        except InvokeBadRequestError as exc:
+            raise CredentialsValidateFailedError(str(exc)) from exc
+        self.validate_with_probe(credentials, _embed_one_short_text)
+
+    def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
+        description = self.describe_checked(self.settings_of(credentials))
+        return AIModelEntity(
+            model=model,
+            label=I18nObject(en_US=model),
+            model_type=ModelType.TEXT_EMBEDDING,
+            fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
+            features=[ModelFeature.VISION] if description.has("embed_vision") else [],
+            model_properties={
+                ModelPropertyKey.CONTEXT_SIZE: _context_size(description),
+                ModelPropertyKey.MAX_CHUNKS: _batch_size(credentials),
+            },
+            parameter_rules=[],
+        )
+
+    # `_invoke_error_mapping` and `_transform_invoke_error` come from XinferenceModel.
+
+    # ---- the work ----------------------------------------------------------------------
+
+    def _embed(self, credentials: dict, inputs: list[_Input]) -> tuple[list[list[float]], int]:
+        """Vectors in input order and the tokens used; batches go out a few at a time."""
+        settings = self.settings_of(credentials)
+        description = self.describe_checked(settings)
+        batch_size = _batch_size(credentials)
+        client = XinferenceClient(settings)
+        options: dict = {}
+        if _server_truncates(description):
+            options["truncate_prompt_tokens"] = -1  # -1: the model's own max_tokens
+        else:
+            inputs = [_cut_if_too_long(item, _context_size(description)) for item in inputs]
+
+        def embed(batch: list[_Input]) -> tuple[list[list[float]], int]:
+            return _embed_batch(client, settings.model_uid, batch, options)
+
+        batches = [inputs[start : start + batch_size] for start in range(0, len(inputs), batch_size)]
+        vectors: list[list[float]] = []
+        tokens = 0
+        for batch_vectors, batch_tokens in ordered_map(embed, batches, CONCURRENT_BATCHES):
+            vectors += batch_vectors
+            tokens += batch_tokens
+        return vectors, tokens
+
+    def _usage(self, tokens: int) -> EmbeddingUsage:
+        # Self-hosted models have no price.
+        return EmbeddingUsage(
+            tokens=tokens,
+            total_tokens=tokens,
+            unit_price=Decimal(0),
+            price_unit=Decimal(0),
+            total_price=Decimal(0),
+            currency="USD",
+            latency=time.perf_counter() - self.started_at,
+        )
+
+
+def _embed_batch(
+    client: XinferenceClient, model_uid: str, batch: list[_Input], options: dict
+) -> tuple[list[list[float]], int]:
+    """One request: the batch's vectors in input order and its tokens (the server's count, else an estimate)."""
+    raw = client.post_json("/v1/embeddings", {"model": model_uid, "input": batch, **options})
+    answer = parse_wire(EmbeddingAnswer, raw)
+    items = sorted(answer.data, key=lambda item: item.index)
+    if [item.index for item in items] != list(range(len(batch))):
+        raise InvokeServerUnavailableError(
+            f"Xinference answered {len(items)} embeddings with indices "
+            f"{[item.index for item in items][:10]} for {len(batch)} inputs"
+        )
+    if answer.usage is not None and answer.usage.prompt_tokens > 0:
+        tokens = answer.usage.prompt_tokens
+    else:
+        tokens = sum(estimate_tokens(_text_of(item)) for item in batch)
+    return [item.embedding for item in items], tokens
+
+
+def _embed_one_short_text(settings: ServerSettings, description: ModelDescription) -> None:
+    vectors, _ = _embed_batch(XinferenceClient(settings), settings.model_uid, ["Hello"], {})
+    if not vectors[0]:
+        raise InvokeServerUnavailableError("Xinference answered an empty embedding vector")
+
+
+# ---- settings and what the server's description implies ------------------------------
+
+
+def _batch_size(credentials: dict) -> int:
+    try:
+        return positive_int(credentials, "embedding_batch_size", DEFAULT_BATCH_SIZE)
+    except CredentialsError as exc:
+        raise InvokeBadRequestError(str(exc)) from exc
+
+
+def _context_size(description: ModelDescription) -> int:
+    return description.max_tokens or DEFAULT_CONTEXT_SIZE
+
+
+def _server_truncates(description: ModelDescription) -> bool:
+    # Xinference honours `truncate_prompt_tokens` for every engine from 3.0 on. Older
+    # servers hand unknown fields to the engine, where some fail on them (the flag
+    # engine's tokenizer). Embedding descriptions carry `model_engine` from 3.1 on.
+    return "model_engine" in description.model_fields_set
+
+
+def _cut_if_too_long(item: _Input, context_size: int) -> _Input:
+    text = _text_of(item)
+    if estimate_tokens(text) <= context_size:
+        return item
+    cut = cut_to_tokens(text, int(context_size * CLIENT_CUT_SHARE))
+    return cut if isinstance(item, str) else {**item, "text": cut}
+
+
+def _text_of(item: _Input) -> str:
+    return item if isinstance(item, str) else item.get("text", "")

@@ -1,0 +1,390 @@
+"""Text embedding models as Dify drives them, against Xinference answers in the contract's shapes."""
+
+import base64
+import json
+import threading
+import time
+
+import pytest
+import responses
+from dify_plugin.entities.model import EmbeddingInputType, ModelFeature, ModelPropertyKey
+from dify_plugin.entities.model.text_embedding import MultiModalContent, MultiModalContentType
+from dify_plugin.errors.model import (
+    CredentialsValidateFailedError,
+    InvokeAuthorizationError,
+    InvokeBadRequestError,
+    InvokeConnectionError,
+    InvokeRateLimitError,
+    InvokeServerUnavailableError,
+)
+
+from models.common.tokens import estimate_tokens
+from models.text_embedding.text_embedding import (
+    CLIENT_CUT_SHARE,
+    CONCURRENT_BATCHES,
+    XinferenceTextEmbeddingModel,
+)
+from tests.unit.xinference import SERVER, UID, closed_port, credentials, describe_embedding, describe_llm
+
+DESCRIBE = f"{SERVER}/v1/models/{UID}"
+EMBEDDINGS = f"{SERVER}/v1/embeddings"
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+
+
+def embedder() -> XinferenceTextEmbeddingModel:
+    return XinferenceTextEmbeddingModel(model_schemas=[])
+
+
+def serve_describe(since_3_1=True, **changes) -> None:
+    """An embedding description; from Xinference 3.1 on it names the engine."""
+    description = {**describe_embedding(), **changes}
+    if since_3_1:
+        description.setdefault("model_engine", "sentence_transformers")
+    responses.get(DESCRIBE, json=description)
+
+
+def vector_of(text) -> list[float]:
+    """A vector that tells which input it belongs to."""
+    return [float(len(json.dumps(text))), float(sum(map(ord, json.dumps(text))) % 997)]
+
+
+def answer_each_input(reverse=True, prompt_tokens=7):
+    """Answers every request with one vector per input, `data` out of order unless told otherwise."""
+
+    def callback(request):
+        inputs = json.loads(request.body)["input"]
+        data = [{"index": i, "object": "embedding", "embedding": vector_of(item)} for i, item in enumerate(inputs)]
+        body = {
+            "object": "list",
+            "model": UID,
+            "data": data[::-1] if reverse else data,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        }
+        return 200, {}, json.dumps(body)
+
+    return callback
+
+
+def embed(texts, creds=None, input_type=EmbeddingInputType.DOCUMENT):
+    return embedder().invoke("my-embedder", creds or credentials(), texts, input_type=input_type)
+
+
+def posted_inputs() -> list:
+    return [json.loads(call.request.body)["input"] for call in responses.calls if call.request.method == "POST"]
+
+
+# ---- schema ------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_schema_takes_context_size_from_max_tokens_and_batch_size_from_the_form():
+    serve_describe(max_tokens=8192)
+    schema = embedder().get_customizable_model_schema("my-embedder", credentials(embedding_batch_size="8"))
+    assert schema.model_properties[ModelPropertyKey.CONTEXT_SIZE] == 8192
+    assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 8
+    assert ModelFeature.VISION not in (schema.features or [])
+
+
+@responses.activate
+def test_schema_defaults_without_max_tokens_or_batch_size():
+    serve_describe(max_tokens=None)
+    schema = embedder().get_customizable_model_schema("my-embedder", credentials())
+    assert schema.model_properties[ModelPropertyKey.CONTEXT_SIZE] == 512
+    assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 32
+
+
+@responses.activate
+def test_models_that_embed_images_declare_vision():
+    serve_describe(model_ability=["embed", "embed_vision"])
+    schema = embedder().get_customizable_model_schema("my-embedder", credentials())
+    assert ModelFeature.VISION in schema.features
+
+
+# ---- batches, order, concurrency -------------------------------------------------------------
+
+
+@responses.activate
+def test_texts_go_in_batches_and_vectors_come_back_in_input_order():
+    serve_describe()
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input(reverse=True))
+    texts = [f"text number {i}" for i in range(7)]
+
+    result = embed(texts, credentials(embedding_batch_size="3"))
+
+    assert result.embeddings == [vector_of(text) for text in texts]
+    assert sorted(map(len, posted_inputs())) == [1, 3, 3]
+    assert sorted(text for batch in posted_inputs() for text in batch) == sorted(texts)
+
+
+@responses.activate
+def test_batches_are_sent_concurrently_but_no_more_than_the_bound_at_once():
+    serve_describe()
+    lock = threading.Lock()
+    in_flight = [0]
+    most_in_flight = [0]
+    answer = answer_each_input()
+
+    def slow_answer(request):
+        with lock:
+            in_flight[0] += 1
+            most_in_flight[0] = max(most_in_flight[0], in_flight[0])
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 1
+        return answer(request)
+
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=slow_answer)
+    texts = [f"t{i}" for i in range(16)]
+
+    result = embed(texts, credentials(embedding_batch_size="2"))
+
+    assert result.embeddings == [vector_of(text) for text in texts]
+    assert most_in_flight[0] == CONCURRENT_BATCHES > 1
+
+
+@responses.activate
+def test_one_failed_batch_fails_the_whole_call_with_its_error():
+    serve_describe()
+    answer = answer_each_input()
+
+    def second_batch_fails(request):
+        if "t2" in json.loads(request.body)["input"]:
+            return 500, {"Content-Type": "text/plain"}, "Internal Server Error: CUDA out of memory"
+        return answer(request)
+
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=second_batch_fails)
+    with pytest.raises(InvokeServerUnavailableError, match="CUDA out of memory"):
+        embed([f"t{i}" for i in range(6)], credentials(embedding_batch_size="2"))
+
+
+@responses.activate
+def test_an_answer_with_the_wrong_number_of_vectors_is_a_server_error():
+    serve_describe()
+    responses.post(
+        EMBEDDINGS,
+        json={"object": "list", "model": UID, "data": [{"index": 0, "object": "embedding", "embedding": [0.1]}]},
+    )
+    with pytest.raises(InvokeServerUnavailableError, match="1 embeddings .* for 2 inputs"):
+        embed(["a", "b"])
+
+
+@responses.activate
+def test_no_texts_gives_no_vectors():
+    serve_describe()
+    assert embed([]).embeddings == []
+    assert posted_inputs() == []
+
+
+# ---- truncation -----------------------------------------------------------------------------
+
+
+@responses.activate
+def test_servers_since_3_1_truncate_long_texts_themselves():
+    serve_describe(since_3_1=True, max_tokens=64)
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input())
+    long_text = "word " * 2000
+
+    result = embed([long_text])
+
+    body = json.loads(responses.calls[-1].request.body)
+    assert body["truncate_prompt_tokens"] == -1
+    assert body["input"] == [long_text]
+    assert len(result.embeddings) == 1
+
+
+@responses.activate
+def test_older_servers_get_long_texts_cut_conservatively_and_short_ones_untouched():
+    serve_describe(since_3_1=False, max_tokens=64)
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input())
+    long_text = "internationalization of everything, " * 500
+    short_text = "a short text"
+
+    result = embed([long_text, short_text])
+
+    body = json.loads(responses.calls[-1].request.body)
+    assert "truncate_prompt_tokens" not in body
+    sent_long, sent_short = body["input"]
+    assert long_text.startswith(sent_long)
+    assert 0.5 * 64 <= estimate_tokens(sent_long) <= CLIENT_CUT_SHARE * 64
+    assert sent_short == short_text
+    assert len(result.embeddings) == 2
+
+
+@responses.activate
+def test_cut_cjk_text_also_fits():
+    serve_describe(since_3_1=False, max_tokens=100)
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input())
+    embed(["这是一个很长的中文句子。" * 100])
+    sent = posted_inputs()[-1][0]
+    assert estimate_tokens(sent) <= CLIENT_CUT_SHARE * 100 and len(sent) >= 60
+
+
+# ---- usage and token counts ---------------------------------------------------------------------
+
+
+@responses.activate
+def test_usage_is_the_servers_count_summed_over_batches():
+    serve_describe()
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input(prompt_tokens=7))
+    usage = embed(["a", "b", "c"], credentials(embedding_batch_size="2")).usage
+    assert (usage.tokens, usage.total_tokens) == (14, 14)
+    assert usage.total_price == 0 and usage.latency >= 0
+
+
+@responses.activate
+def test_usage_of_minus_one_falls_back_to_the_offline_estimate():
+    serve_describe()
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input(prompt_tokens=-1))
+    texts = ["Hello world, this is a test.", "另一个文本"]
+    usage = embed(texts).usage
+    assert usage.tokens == sum(estimate_tokens(text) for text in texts) > 0
+
+
+@responses.activate
+def test_num_tokens_are_per_text_and_offline():
+    counts = embedder().get_num_tokens("my-embedder", credentials(), ["", "Hello world", "Hello " * 100])
+    assert counts[0] == 0 < counts[1] < counts[2]
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_query_input_type_is_accepted_and_sends_nothing_extra():
+    serve_describe(since_3_1=False)
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input())
+    embed(["what is xinference?"], input_type=EmbeddingInputType.QUERY)
+    assert json.loads(responses.calls[-1].request.body) == {"model": UID, "input": ["what is xinference?"]}
+
+
+# ---- images ------------------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_images_are_sent_as_data_urls_next_to_text_items():
+    serve_describe(model_ability=["embed", "embed_vision"])
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input())
+    documents = [
+        MultiModalContent(content="a cat", content_type=MultiModalContentType.TEXT),
+        MultiModalContent(content=PNG, content_type=MultiModalContentType.IMAGE),
+    ]
+
+    result = embedder().invoke_multimodal("my-embedder", credentials(), documents)
+
+    expected_inputs = [{"text": "a cat"}, {"image": f"data:image/png;base64,{PNG}"}]
+    assert posted_inputs() == [expected_inputs]
+    assert result.embeddings == [vector_of(item) for item in expected_inputs]
+
+
+@responses.activate
+def test_multimodal_call_with_only_text_sends_plain_strings():
+    serve_describe()
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input())
+    documents = [MultiModalContent(content="a cat", content_type=MultiModalContentType.TEXT)]
+    embedder().invoke_multimodal("my-embedder", credentials(), documents)
+    assert posted_inputs() == [["a cat"]]
+
+
+# ---- errors --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error", "words"),
+    [
+        (400, {"detail": f"Model not found in the model list, uid: {UID}"}, InvokeBadRequestError, "no running model"),
+        (404, {"detail": f"Model not found in the model list, uid: {UID}. Available model uids: ['bge']"}, InvokeBadRequestError, "Available model uids"),
+        (401, {"detail": "Not authenticated"}, InvokeAuthorizationError, "Not authenticated"),
+        (403, {"detail": f"API key does not have access to model: {UID}"}, InvokeAuthorizationError, "does not have access"),
+        (429, {"detail": "Rate limit reached for the model."}, InvokeRateLimitError, "Rate limit reached"),
+        (500, "Internal Server Error: boom", InvokeServerUnavailableError, "boom"),
+        (500, {"detail": f"Model {UID} is not for creating embedding."}, InvokeBadRequestError, "wrong model type.*not for creating embedding"),
+        (503, "Service Unavailable", InvokeServerUnavailableError, "Service Unavailable"),
+    ],
+)
+@responses.activate
+def test_http_errors_reach_dify_as_the_right_error_with_the_servers_words(status, body, error, words):
+    serve_describe()
+    if isinstance(body, dict):
+        responses.post(EMBEDDINGS, status=status, json=body)
+    else:
+        responses.post(EMBEDDINGS, status=status, body=body, content_type="text/plain")
+    with pytest.raises(error, match=words):
+        embed(["hello"], credentials(api_key="xf-secret-key-value"))
+
+
+@responses.activate
+def test_api_key_never_appears_in_an_error():
+    serve_describe()
+    responses.post(EMBEDDINGS, status=401, json={"detail": "Could not validate credentials"})
+    with pytest.raises(InvokeAuthorizationError) as caught:
+        embed(["hello"], credentials(api_key="xf-secret-key-value"))
+    assert "xf-secret-key-value" not in str(caught.value)
+
+
+@responses.activate
+def test_model_still_loading_is_retried_after_the_wait_it_names():
+    serve_describe()
+    responses.post(EMBEDDINGS, status=503, headers={"Retry-After": "0"}, json={"detail": "Model is loading, please retry later"})
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input())
+    assert embed(["hello"]).embeddings == [vector_of("hello")]
+    assert len(posted_inputs()) == 2
+
+
+def test_server_down_is_a_connection_error_naming_the_url():
+    url = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(InvokeConnectionError, match=f"Cannot reach Xinference at {url}.*connection refused"):
+        embed(["hello"], credentials(server_url=url, max_retries="0"))
+
+
+@responses.activate
+def test_wrong_model_type_at_invoke_time_is_a_bad_request_naming_both_types():
+    responses.get(DESCRIBE, json=describe_llm())
+    with pytest.raises(InvokeBadRequestError, match="LLM model on Xinference.*as a text embedding model"):
+        embed(["hello"])
+
+
+@responses.activate
+def test_bad_batch_size_is_a_bad_request_naming_the_field():
+    serve_describe()
+    with pytest.raises(InvokeBadRequestError, match="embedding_batch_size must be a positive whole number"):
+        embed(["hello"], credentials(embedding_batch_size="0"))
+
+
+# ---- validation ----------------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_validation_describes_then_embeds_one_short_text():
+    serve_describe()
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input())
+    embedder().validate_credentials("my-embedder", credentials())
+    assert [call.request.method for call in responses.calls] == ["GET", "POST"]
+    assert len(posted_inputs()[0]) == 1
+
+
+@responses.activate
+def test_validation_of_the_wrong_model_type_names_both_types():
+    responses.get(DESCRIBE, json={"model_type": "rerank", "type": "normal", "model_name": "bge-reranker"})
+    with pytest.raises(CredentialsValidateFailedError, match="rerank model on Xinference.*text embedding"):
+        embedder().validate_credentials("my-embedder", credentials())
+
+
+@responses.activate
+def test_validation_of_an_unknown_uid_lists_the_running_models():
+    responses.get(DESCRIBE, status=400, json={"detail": f"Model not found in the model list, uid: {UID}"})
+    responses.get(f"{SERVER}/v1/models", json={"object": "list", "data": [{"id": "bge-m3"}, {"id": "qwen3"}]})
+    with pytest.raises(CredentialsValidateFailedError, match=f"no running model with UID '{UID}'.*bge-m3, qwen3"):
+        embedder().validate_credentials("my-embedder", credentials())
+
+
+@responses.activate
+def test_validation_reports_a_failing_embedding_in_the_servers_words():
+    serve_describe()
+    responses.post(EMBEDDINGS, status=500, json={"detail": "[address=0.0.0.0:1, pid=1] CUDA out of memory"})
+    with pytest.raises(CredentialsValidateFailedError, match="CUDA out of memory"):
+        embedder().validate_credentials("my-embedder", credentials())
+
+
+@responses.activate
+def test_validation_names_a_bad_batch_size_before_calling_the_server():
+    with pytest.raises(CredentialsValidateFailedError, match="embedding_batch_size"):
+        embedder().validate_credentials("my-embedder", credentials(embedding_batch_size="many"))
+    assert len(responses.calls) == 0
