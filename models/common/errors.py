@@ -84,7 +84,8 @@ def error_from_stream_event(message: object, model_uid: str) -> InvokeError:
     text = message if isinstance(message, str) else json.dumps(message)
     status_match = _STATUS_PREFIX.match(text)
     status = int(status_match.group(1)) if status_match else 500
-    error = error_for_status(status, text, model_uid)
+    detail = text[status_match.end() :] if status_match else text
+    error = error_for_status(status, detail, model_uid)
     error.description = f"{error.description} (reported mid-stream)"
     return error
 
