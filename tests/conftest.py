@@ -1,3 +1,7 @@
+# The SDK monkey-patches the standard library with gevent when it is imported, as it is
+# first thing in `python -m main`; tests import it first too, so they run the same way.
+import dify_plugin  # noqa: F401  isort: skip
+
 import json
 import os
 import subprocess

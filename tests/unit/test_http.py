@@ -182,3 +182,40 @@ def test_a_keep_alive_connection_closed_by_the_server_is_retried_transparently(s
     assert server.connections == 2
     assert sleeps == []
     server.listener.close()
+
+
+class _SilentServer:
+    """Accepts connections and sends `greeting` (maybe nothing), then never answers."""
+
+    def __init__(self, greeting: bytes = b"") -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        self.greeting = greeting
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(connection)
+            if self.greeting:
+                connection.sendall(self.greeting)
+
+
+def test_a_server_that_does_not_answer_times_out_with_the_invoke_timeout():
+    server = _SilentServer()
+    with pytest.raises(InvokeConnectionError, match="did not answer within 0.5 s"):
+        client(server_url=f"http://127.0.0.1:{server.port}", invoke_timeout="0.5").get_json("/v1/models")
+    server.listener.close()
+
+
+def test_https_to_a_server_that_speaks_no_tls_is_a_tls_error():
+    server = _SilentServer(greeting=b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(InvokeConnectionError, match="TLS error talking to https://127.0.0.1"):
+        client(server_url=f"https://127.0.0.1:{server.port}", invoke_timeout="5").get_json("/v1/models")
+    server.listener.close()
