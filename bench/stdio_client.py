@@ -1,13 +1,14 @@
 """Drives the plugin as Dify's daemon does: `python -m main` over stdio, JSON lines.
 
-Requests are built with the SDK's own request models
-(`dify_plugin.core.entities.plugin.request`), so the payloads are exactly what the
-daemon sends. One request at a time: `call()` writes a request line and reads the
-plugin's stdout until that session's `end`, skipping heartbeats, logs and blank lines.
+Request payloads come from `tests/runtime/harness.py` (built and validated with the SDK's
+own request models, so they are exactly what the daemon sends). The harness's reader
+thread and per-session queues are not used here: they would add their own hand-off to
+every line measured. Instead, one request at a time, `call()` writes a request line and
+reads the plugin's stdout itself until that session's `end`, skipping heartbeats, logs
+and blank lines, with a hook for the moment each chunk arrives.
 """
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,14 +16,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from dify_plugin.core.entities.plugin.request import (
-    ModelGetLLMNumTokens,
-    ModelInvokeLLMRequest,
-)
-from dify_plugin.entities.model import ModelType
+from tests.runtime.harness import plugin_environment, request_line, request_payload
 
 PLUGIN_ROOT = Path(__file__).resolve().parent.parent
-PROVIDER = "xinference"
 
 
 class PluginError(RuntimeError):
@@ -31,8 +27,7 @@ class PluginError(RuntimeError):
 
 class PluginProcess:
     def __init__(self, python: str = sys.executable, root: Path = PLUGIN_ROOT) -> None:
-        env = dict(os.environ, INSTALL_METHOD="local", PYTHONUNBUFFERED="1")
-        env.pop("XINFERENCE_TESTBED_STATE", None)
+        env = plugin_environment("local")
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             [python, "-m", "main"],
@@ -41,7 +36,7 @@ class PluginProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            bufsize=0,
+            bufsize=1 << 16,  # buffered: an unbuffered pipe makes readline() read byte by byte
         )
         self.heartbeat_after: float | None = None
 
@@ -87,17 +82,7 @@ class PluginProcess:
         `on_chunk` is called as each one arrives (for time-to-first-chunk).
         """
         session_id = uuid.uuid4().hex
-        envelope = {
-            "session_id": session_id,
-            "conversation_id": None,
-            "message_id": None,
-            "app_id": None,
-            "endpoint_id": None,
-            "context": None,
-            "event": "request",
-            "data": data,
-        }
-        self.proc.stdin.write(json.dumps(envelope).encode() + b"\n")
+        self.proc.stdin.write(request_line(session_id, data).encode() + b"\n")
         self.proc.stdin.flush()
         chunks: list[dict] = []
         while True:
@@ -132,33 +117,17 @@ class PluginProcess:
         return message if message.get("event") == "session" else None
 
 
-# ---- request payloads, from the SDK's own models ----------------------------------------
+# ---- request payloads: the SDK's own request models, via the runtime tests' harness -------
 
 
 def invoke_llm_request(
     credentials: dict, model: str, messages: list[dict], parameters: dict, stream: bool
 ) -> dict:
-    return ModelInvokeLLMRequest(
-        user_id="bench",
-        provider=PROVIDER,
-        model_type=ModelType.LLM,
-        model=model,
-        credentials=credentials,
-        prompt_messages=messages,
-        model_parameters=parameters,
-        stop=None,
-        tools=None,
-        stream=stream,
-    ).model_dump(mode="json")
+    return request_payload(
+        "invoke_llm", "llm", model, credentials,
+        prompt_messages=messages, model_parameters=parameters, stop=None, tools=None, stream=stream,
+    )
 
 
 def llm_num_tokens_request(credentials: dict, model: str, messages: list[dict]) -> dict:
-    return ModelGetLLMNumTokens(
-        user_id="bench",
-        provider=PROVIDER,
-        model_type=ModelType.LLM,
-        model=model,
-        credentials=credentials,
-        prompt_messages=messages,
-        tools=None,
-    ).model_dump(mode="json")
+    return request_payload("get_llm_num_tokens", "llm", model, credentials, prompt_messages=messages, tools=None)

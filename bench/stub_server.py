@@ -5,6 +5,7 @@ answers from pre-built bytes:
 
 - `GET /v1/models/{uid}` and `GET /v1/models`: 4.1.0-shaped descriptions of the uids
   `chat`, `generate`, `embedding`, `rerank` (anything else: 400, as Xinference does).
+  `chat~500` is `chat` whose streams send one chunk every 500 µs (a paced "model").
 - `POST /v1/chat/completions`, `/v1/completions`: a short blocking answer, or with
   `"stream": true` an SSE stream (`data: {...}\\r\\n\\r\\n`, chunked transfer encoding, one
   write per event) of `max_tokens` content chunks (default 1,000), a closing chunk with
@@ -91,8 +92,9 @@ def _dumps(value: object) -> bytes:
 class Stub:
     """Everything the handler threads share: pre-built answers and the request counters."""
 
-    def __init__(self, dims: int) -> None:
+    def __init__(self, dims: int, like_xinference_tcp: bool = False) -> None:
         self.dims = dims
+        self.like_xinference_tcp = like_xinference_tcp
         self.counts: Counter[str] = Counter()
         self.connections = 0
         self.lock = threading.Lock()
@@ -104,6 +106,14 @@ class Stub:
         self.vector = (
             "[" + ", ".join(repr(round(((i * 7919) % 1000) / 1000.0 - 0.5, 17) + 1e-9) for i in range(dims)) + "]"
         ).encode()
+
+    def describe_of(self, uid: str) -> bytes | None:
+        """`chat~500` describes like `chat`; the suffix paces its streams (µs per chunk)."""
+        base = uid.split("~", 1)[0]
+        answer = self.describe.get(base)
+        if answer is None or base == uid:
+            return answer
+        return answer.replace(b'"id": ' + _dumps(base), b'"id": ' + _dumps(uid), 1)
 
     def count(self, key: str) -> None:
         with self.lock:
@@ -147,10 +157,13 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         stub = self.server.stub
         sock: socket.socket = self.request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if stub.like_xinference_tcp:
+            sock = _SplitWrites(sock)
+        else:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with stub.lock:
             stub.connections += 1
-        rfile = sock.makefile("rb", buffering=65536)
+        rfile = self.request.makefile("rb", buffering=65536)
         try:
             while True:
                 request_line = rfile.readline(65537)
@@ -189,7 +202,7 @@ class Handler(socketserver.BaseRequestHandler):
         stub.count(f"{method} {path}")
         if method == "GET" and path.startswith("/v1/models/"):
             uid = path[len("/v1/models/") :]
-            answer = stub.describe.get(uid)
+            answer = stub.describe_of(uid)
             if answer is None:
                 detail = f"[address=127.0.0.1:0, pid=0] Model not found in the model list, uid: {uid}"
                 sock.sendall(_response("400 Bad Request", _dumps({"detail": detail})))
@@ -230,8 +243,16 @@ class Handler(socketserver.BaseRequestHandler):
                 event["usage"] = usage
             return _event(_dumps(event))
 
+        _, _, pacing = model.partition("~")
+        interval = int(pacing) / 1e6 if pacing.isdigit() else 0.0
         sock.sendall(_STREAM_HEAD)
+        start = time.perf_counter()
         for index in range(count):
+            if interval:
+                # On an absolute schedule, so sleep overshoot does not add up.
+                delay = start + index * interval - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
             sock.sendall(piece(f"tok{index} ", None, None))
         usage = {"prompt_tokens": 10, "completion_tokens": count, "total_tokens": 10 + count}
         tail = piece("", "stop", usage)
@@ -287,6 +308,23 @@ def _rerank(request: dict) -> bytes:
     return _dumps({"id": "rerank-stub", "results": results, "meta": meta})
 
 
+class _SplitWrites:
+    """Writes a response as Xinference 4.1.0 does on the wire: headers, then body, as two
+    segments on a socket with Nagle on. A client that delays its ACK of the first one
+    (Linux does on a busy keep-alive connection) gets the body ~40 ms late."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        head, separator, body = data.partition(b"\r\n\r\n")
+        if separator and body and data.startswith(b"HTTP/1.1 "):
+            self._sock.sendall(head + separator)
+            self._sock.sendall(body)
+        else:
+            self._sock.sendall(data)
+
+
 class StubHTTPServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
@@ -302,8 +340,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dims", type=int, default=384, help="embedding dimensions")
+    parser.add_argument("--like-xinference-tcp", action="store_true",
+                        help="Nagle on, headers and body in two writes (as Xinference 4.1.0)")
     args = parser.parse_args(argv)
-    server = StubHTTPServer((args.host, args.port), Stub(args.dims))
+    server = StubHTTPServer((args.host, args.port), Stub(args.dims, args.like_xinference_tcp))
     host, port = server.server_address[:2]
     print(json.dumps({"url": f"http://{host}:{port}", "pid": __import__("os").getpid()}), flush=True)
     try:

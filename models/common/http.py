@@ -10,6 +10,7 @@
 
 import http.client
 import json
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 from dify_plugin.errors.model import InvokeConnectionError, InvokeError, InvokeServerUnavailableError
 from requests.adapters import HTTPAdapter
@@ -43,7 +46,7 @@ def _session_for(settings: ServerSettings) -> requests.Session:
             _sessions.move_to_end(key)
             return session
         session = requests.Session()
-        adapter = HTTPAdapter(
+        adapter = _QuickAckAdapter(
             pool_connections=1, pool_maxsize=MAX_POOLED_CONNECTIONS, max_retries=0
         )
         session.mount("http://", adapter)
@@ -55,6 +58,53 @@ def _session_for(settings: ServerSettings) -> requests.Session:
             _, oldest = _sessions.popitem(last=False)
             oldest.close()
         return session
+
+
+# ---- delayed ACKs on reused connections ---------------------------------------------------
+# Xinference (4.1.0 measured) writes a response's headers and body as two segments with
+# Nagle on; on a reused keep-alive connection Linux delays the client's ACK of the first
+# one, so the body waits ~40 ms for it (a fresh connection starts in quick-ACK mode and
+# does not). Asking for quick ACKs once the request is sent removes that wait and keeps
+# the pooled connection. Linux only; elsewhere a no-op.
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+def _ack_at_once(sock: socket.socket | None) -> None:
+    if _TCP_QUICKACK is None or sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+    except OSError:
+        pass
+
+
+class _QuickAckHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _ack_at_once(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _QuickAckHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _ack_at_once(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _QuickAckHTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _QuickAckHTTPConnection
+
+
+class _QuickAckHTTPSConnectionPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _QuickAckHTTPSConnection
+
+
+class _QuickAckAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _QuickAckHTTPConnectionPool,
+            "https": _QuickAckHTTPSConnectionPool,
+        }
 
 
 class XinferenceClient:
@@ -139,9 +189,13 @@ class XinferenceClient:
 
     def _events(self, response: requests.Response) -> Iterator[dict]:
         with response:
+            done = False
             for data in _sse_data(self._chunks(response)):
-                if data == "[DONE]":
-                    return
+                # After [DONE] only the end of the body follows: read it, so the connection
+                # goes back to the pool instead of being closed (a new one per stream).
+                if done or data == "[DONE]":
+                    done = True
+                    continue
                 try:
                     event = json.loads(data)
                 except ValueError:

@@ -8,7 +8,10 @@ a lock per key so a slow server never holds up calls to another one.
 import threading
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from models.common.credentials import ServerSettings
 from models.common.http import XinferenceClient
@@ -39,6 +42,15 @@ class ModelDescription(BaseModel):
 
     def has(self, ability: str) -> bool:
         return ability in self.model_ability
+
+    _derived: dict[Any, Any] = PrivateAttr(default_factory=dict)
+
+    def derived(self, key: Any, build: Callable[[], Any]) -> Any:
+        """A value built from this description (e.g. a Dify model schema), built once and
+        kept exactly as long as the description stays in the cache."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
 
 _CacheKey = tuple[str, str, str]

@@ -102,25 +102,30 @@ class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
         description = self.describe_checked(self.settings_of(credentials))
-        context_length = description.context_length or DEFAULT_CONTEXT_LENGTH
-        return AIModelEntity(
-            model=model,
-            label=I18nObject(en_US=model),
-            model_type=ModelType.LLM,
-            fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
-            features=_features_of(description),
-            model_properties={
-                ModelPropertyKey.MODE: _mode_of(description).value,
-                ModelPropertyKey.CONTEXT_SIZE: context_length,
-            },
-            parameter_rules=_parameter_rules(description, context_length),
-        )
+        # The SDK asks for the schema three times per invoke (parameter check, prompt and
+        # completion price); the SDK's in-place template filling is idempotent.
+        return description.derived(("llm-schema", model), lambda: _schema_of(model, description))
 
     # `_invoke_error_mapping` and `_transform_invoke_error` come from XinferenceModel:
     # one table for every model type (models/common/errors.py).
 
 
 # ---- what the server's description implies ---------------------------------------------
+
+def _schema_of(model: str, description: ModelDescription) -> AIModelEntity:
+    context_length = description.context_length or DEFAULT_CONTEXT_LENGTH
+    return AIModelEntity(
+        model=model,
+        label=I18nObject(en_US=model),
+        model_type=ModelType.LLM,
+        fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
+        features=_features_of(description),
+        model_properties={
+            ModelPropertyKey.MODE: _mode_of(description).value,
+            ModelPropertyKey.CONTEXT_SIZE: context_length,
+        },
+        parameter_rules=_parameter_rules(description, context_length),
+    )
 
 
 def _mode_of(description: ModelDescription) -> LLMMode:

@@ -36,7 +36,9 @@ from models.common.wire import EmbeddingAnswer, multimodal_inputs, parse_wire
 
 # Built-in models declare `max_tokens`; a custom model registered without it gets this.
 DEFAULT_CONTEXT_SIZE = 512
-DEFAULT_BATCH_SIZE = 32
+# Measured on the testbed: 1,000 texts in batches of 32 take 1.09× one direct request,
+# 256 take 0.99× (each request costs the server a few ms on its own).
+DEFAULT_BATCH_SIZE = 256
 CONCURRENT_BATCHES = 4
 # Texts cut on the client keep this share of the context: the offline estimate may run
 # ~25% under a real tokenizer, and 0.8 × 1.25 = 1.
@@ -92,7 +94,9 @@ class XinferenceTextEmbeddingModel(XinferenceModel, TextEmbeddingModel):
             features=[ModelFeature.VISION] if description.has("embed_vision") else [],
             model_properties={
                 ModelPropertyKey.CONTEXT_SIZE: _context_size(description),
-                ModelPropertyKey.MAX_CHUNKS: _batch_size(credentials),
+                # Dify hands over at most this many texts per call, one call after another:
+                # room for several batches lets them run concurrently.
+                ModelPropertyKey.MAX_CHUNKS: _batch_size(credentials) * CONCURRENT_BATCHES,
             },
             parameter_rules=[],
         )

@@ -64,7 +64,7 @@ def test_embedding_schema_and_validation(testbed):
     model = XinferenceTextEmbeddingModel(model_schemas=[])
     schema = model.get_customizable_model_schema("tiny", credentials(testbed, "embedding", embedding_batch_size="8"))
     assert schema.model_properties[ModelPropertyKey.CONTEXT_SIZE] == 256
-    assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 8
+    assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 8 * 4  # four batches at once
     model.validate_credentials("tiny", credentials(testbed, "embedding"))
     with pytest.raises(CredentialsValidateFailedError, match="an LLM model on Xinference.*text embedding"):
         model.validate_credentials("tiny", credentials(testbed, "chat"))

@@ -117,9 +117,9 @@ def test_hybrid_model_offers_a_thinking_switch_and_audio_models_declare_audio():
 @responses.activate
 def test_schema_is_described_once_then_cached():
     serve_describe()
-    for _ in range(5):
-        llm().get_customizable_model_schema("my-model", credentials())
+    schemas = [llm().get_customizable_model_schema("my-model", credentials()) for _ in range(5)]
     assert len(responses.calls) == 1
+    assert all(schema is schemas[0] for schema in schemas)  # built once per cached description
 
 
 @responses.activate

@@ -81,7 +81,8 @@ def test_schema_takes_context_size_from_max_tokens_and_batch_size_from_the_form(
     serve_describe(max_tokens=8192)
     schema = embedder().get_customizable_model_schema("my-embedder", credentials(embedding_batch_size="8"))
     assert schema.model_properties[ModelPropertyKey.CONTEXT_SIZE] == 8192
-    assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 8
+    # Dify hands over up to this many texts per call: room for the concurrent batches.
+    assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 8 * CONCURRENT_BATCHES
     assert ModelFeature.VISION not in (schema.features or [])
 
 
@@ -90,7 +91,7 @@ def test_schema_defaults_without_max_tokens_or_batch_size():
     serve_describe(max_tokens=None)
     schema = embedder().get_customizable_model_schema("my-embedder", credentials())
     assert schema.model_properties[ModelPropertyKey.CONTEXT_SIZE] == 512
-    assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 32
+    assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 256 * CONCURRENT_BATCHES
 
 
 @responses.activate

@@ -1,0 +1,243 @@
+"""Benchmark: a call through the plugin should cost what a direct HTTP call costs.
+
+    .venv/bin/python -m bench                 # stub server + the real testbed (scripts/testbed)
+    .venv/bin/python -m bench --stub-only     # only the local zero-latency stub
+    .venv/bin/python -m bench --quick         # CI smoke: few iterations, stub only unless a
+                                              # testbed state is given; never judges numbers
+    .venv/bin/python -m bench --state FILE    # use a running testbed (or XINFERENCE_TESTBED_STATE)
+
+Prints a table and writes JSON into bench/results/. Exit status: 0 when the bench ran
+(in --quick mode whatever the numbers; otherwise 1 if a target was missed), 2 when the
+bench itself broke.
+"""
+
+# dify_plugin applies gevent's monkey patching on import, as in the plugin runtime:
+# import it first, so everything here (the direct client included) runs patched alike.
+import dify_plugin  # noqa: F401  isort: skip
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from bench import cases
+from bench.measure import Row
+from bench.report import render_table
+from bench.stdio_client import PLUGIN_ROOT, PluginProcess
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few iterations; exit 0 whatever the numbers")
+    parser.add_argument("--stub-only", "--no-testbed", dest="stub_only", action="store_true",
+                        help="skip the real Xinference testbed")
+    parser.add_argument("--state", help="state JSON of a running testbed (default: $XINFERENCE_TESTBED_STATE)")
+    parser.add_argument("--no-runtime", action="store_true", help="skip the `python -m main` over stdio variant")
+    parser.add_argument("--only", help="comma-separated case names: " + ", ".join(CASES))
+    parser.add_argument("--out", help="JSON output file (default: bench/results/<UTC time>[-quick].json)")
+    args = parser.parse_args(argv)
+
+    only = set(args.only.split(",")) if args.only else set(CASES)
+    unknown = only - set(CASES)
+    if unknown:
+        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+
+    rows: list[Row] = []
+    failures: list[str] = []
+    servers: list[cases.Server] = []
+    stub = stub_xtcp = testbed = runtime = None
+    try:
+        stub = StubProcess()
+        stub_xtcp = StubProcess("--like-xinference-tcp")
+        runtime = None if args.no_runtime else PluginProcess()
+        if runtime:
+            runtime.wait_for_heartbeat()
+        settings = cases.Settings(quick=args.quick, runtime=runtime)
+        servers = [
+            cases.Server("stub", stub.url, STUB_UIDS, is_stub=True),
+            cases.Server("stub-xtcp", stub_xtcp.url, STUB_UIDS, is_stub=True),
+        ]
+        try:
+            testbed = Testbed.open(args.state or os.environ.get("XINFERENCE_TESTBED_STATE"),
+                                   start=not (args.stub_only or args.quick))
+        except Exception:
+            # Still measure against the stub; the run counts as broken (exit 2).
+            failures.append(f"testbed: {traceback.format_exc()}")
+            log(failures[-1])
+        if testbed and not args.stub_only:
+            servers.append(cases.Server("testbed", testbed.state["url"], testbed.state["uids"],
+                                        api_key=testbed.state.get("api_key")))
+        for server in servers:
+            for name, (case, where) in CASES.items():
+                if name not in only or server.name not in where:
+                    continue
+                log(f"{server.name}: {name} ...")
+                started = time.monotonic()
+                try:
+                    new_rows = case(settings, server)
+                except Exception:
+                    failures.append(f"{server.name}/{name}: {traceback.format_exc()}")
+                    log(failures[-1])
+                    continue
+                rows.extend(new_rows)
+                log(f"{server.name}: {name} done in {time.monotonic() - started:.1f} s")
+    finally:
+        if runtime:
+            runtime.close()
+        for process in (stub, stub_xtcp):
+            if process:
+                process.close()
+        if testbed:
+            testbed.close()
+
+    if args.quick:
+        # A smoke run: a few iterations say nothing about the targets, so none is judged.
+        for row in rows:
+            row.met = None
+    print(render_table(rows))
+    if args.quick:
+        print("(--quick: too few iterations to judge the targets; none is judged)")
+    out = Path(args.out) if args.out else RESULTS / (
+        datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "") + ".json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(
+        {
+            "machine": machine(),
+            "mode": "quick" if args.quick else "full",
+            "servers": [s.name for s in servers],
+            "rows": [row.as_json() for row in rows],
+            "failures": failures,
+        },
+        indent=2, ensure_ascii=False,
+    ) + "\n")
+    print(f"\nresults: {out}")
+    if failures:
+        print(f"{len(failures)} case(s) broke; see above", file=sys.stderr)
+        return 2
+    missed = [r for r in rows if r.met is False]
+    if missed and not args.quick:
+        return 1
+    return 0
+
+
+# name: (function, the servers it runs on)
+CASES = {
+    "chat_blocking": (cases.chat_blocking, ("stub", "testbed")),
+    "chat_back_to_back": (lambda s, srv: cases.chat_blocking(s, srv, back_to_back=True), ("stub-xtcp", "testbed")),
+    "chat_stream": (cases.chat_stream, ("stub", "testbed")),
+    "chat_stream_back_to_back": (lambda s, srv: cases.chat_stream(s, srv, back_to_back=True), ("stub-xtcp", "testbed")),
+    "chat_stream_paced": (lambda s, srv: cases.chat_stream(s, srv, paced=True), ("stub",)),
+    "embedding": (cases.embedding, ("stub", "testbed")),
+    "rerank": (cases.rerank, ("stub", "testbed")),
+    "num_tokens": (cases.num_tokens, ("stub",)),
+    "requests_per_invoke": (cases.requests_per_invoke, ("stub",)),
+    "cold_start": (cases.cold_start_and_memory, ("stub",)),
+    "transport": (cases.transport, ("testbed",)),
+}
+STUB_UIDS = {"chat": "chat", "generate": "generate", "embedding": "embedding", "rerank": "rerank"}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class StubProcess:
+    def __init__(self, *options: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.stub_server", "--port", "0", *options],
+            cwd=PLUGIN_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the stub server did not start")
+        self.url = json.loads(line)["url"]
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+
+
+class Testbed:
+    """A testbed named by a state file, or one this run starts with `scripts/testbed`."""
+
+    def __init__(self, state: dict, stop_with: Path | None) -> None:
+        self.state = state
+        self._stop_with = stop_with
+
+    @classmethod
+    def open(cls, state_file: str | None, start: bool) -> "Testbed | None":
+        if state_file:
+            return cls(json.loads(Path(state_file).read_text()), None)
+        if not start:
+            return None
+        script = PLUGIN_ROOT / "scripts" / "testbed"
+        if not script.exists():
+            log("no scripts/testbed yet: running against the stub only")
+            return None
+        state_path = Path(tempfile.mkdtemp(prefix="bench-testbed-")) / "state.json"
+        log("starting the testbed (scripts/testbed start); this takes a few minutes the first time")
+        result = subprocess.run([sys.executable, str(script), "start", "--state", str(state_path)], cwd=PLUGIN_ROOT)
+        if result.returncode != 0 or not state_path.exists():
+            raise RuntimeError(f"scripts/testbed start failed (exit {result.returncode})")
+        return cls(json.loads(state_path.read_text()), state_path)
+
+    def close(self) -> None:
+        if self._stop_with:
+            subprocess.run([sys.executable, str(PLUGIN_ROOT / "scripts" / "testbed"), "stop", "--state",
+                            str(self._stop_with)], cwd=PLUGIN_ROOT, check=False)
+
+
+def machine() -> dict:
+    cpu_models = [line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                  if line.startswith("model name")]
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    import importlib.metadata as metadata
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu_model": cpu_models[0] if cpu_models else platform.processor(),
+        "cores": len(cpu_models) or os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "dify_plugin": metadata.version("dify_plugin"),
+        "requests": metadata.version("requests"),
+        "git_commit": commit,
+        "git_dirty": dirty,
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=PLUGIN_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        sys.exit(2)
