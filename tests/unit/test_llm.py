@@ -25,6 +25,7 @@ from dify_plugin.errors.model import (
 
 from models.llm.llm import XinferenceLargeLanguageModel
 from tests.unit.xinference import (
+    serve_answer,
     SERVER,
     UID,
     chat_answer,
@@ -532,10 +533,7 @@ def test_malformed_event_is_a_clear_server_error():
 @responses.activate
 def test_http_errors_map_to_dify_errors_with_the_servers_words(status, body, error, words):
     serve_describe()
-    if isinstance(body, dict):
-        responses.post(CHAT, status=status, json=body)
-    else:
-        responses.post(CHAT, status=status, body=body, content_type="text/plain")
+    serve_answer("POST", CHAT, status, body)
     with pytest.raises(error, match=words):
         invoke(stream=False)
 

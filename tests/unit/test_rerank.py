@@ -17,7 +17,7 @@ from dify_plugin.errors.model import (
 )
 
 from models.rerank.rerank import XinferenceRerankModel
-from tests.unit.xinference import SERVER, UID, closed_port, credentials, describe_embedding, describe_rerank
+from tests.unit.xinference import serve_answer, SERVER, UID, closed_port, credentials, describe_embedding, describe_rerank
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 RERANK = f"{SERVER}/v1/rerank"
@@ -181,10 +181,7 @@ def test_image_documents_are_sent_as_data_urls_and_map_back():
 @responses.activate
 def test_http_errors_reach_dify_as_the_right_error_with_the_servers_words(status, body, error, words):
     serve_describe()
-    if isinstance(body, dict):
-        responses.post(RERANK, status=status, json=body)
-    else:
-        responses.post(RERANK, status=status, body=body, content_type="text/plain")
+    serve_answer("POST", RERANK, status, body)
     with pytest.raises(error, match=words) as caught:
         rerank(["a", "b"], creds=credentials(api_key="xf-secret-key-value"))
     assert "xf-secret-key-value" not in str(caught.value)

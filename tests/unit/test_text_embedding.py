@@ -24,7 +24,7 @@ from models.text_embedding.text_embedding import (
     CONCURRENT_BATCHES,
     XinferenceTextEmbeddingModel,
 )
-from tests.unit.xinference import SERVER, UID, closed_port, credentials, describe_embedding, describe_llm
+from tests.unit.xinference import serve_answer, SERVER, UID, closed_port, credentials, describe_embedding, describe_llm
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 EMBEDDINGS = f"{SERVER}/v1/embeddings"
@@ -303,10 +303,7 @@ def test_multimodal_call_with_only_text_sends_plain_strings():
 @responses.activate
 def test_http_errors_reach_dify_as_the_right_error_with_the_servers_words(status, body, error, words):
     serve_describe()
-    if isinstance(body, dict):
-        responses.post(EMBEDDINGS, status=status, json=body)
-    else:
-        responses.post(EMBEDDINGS, status=status, body=body, content_type="text/plain")
+    serve_answer("POST", EMBEDDINGS, status, body)
     with pytest.raises(error, match=words):
         embed(["hello"], credentials(api_key="xf-secret-key-value"))
 

@@ -32,7 +32,7 @@ from dify_plugin.errors.model import (
 )
 
 from models.tts.tts import MAX_WORKERS, WORD_LIMIT, XinferenceText2SpeechModel
-from tests.unit.xinference import SERVER, UID, closed_port, credentials, describe_llm
+from tests.unit.xinference import serve_answer, SERVER, UID, closed_port, credentials, describe_llm
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 SPEECH = f"{SERVER}/v1/audio/speech"
@@ -294,10 +294,7 @@ def test_an_unknown_melotts_voice_reports_its_speakers():
 @responses.activate
 def test_http_errors_reach_dify_as_the_matching_error_with_the_servers_words(status, body, error, words):
     responses.get(DESCRIBE, json=describe_audio())
-    if isinstance(body, dict):
-        responses.post(SPEECH, status=status, json=body)
-    else:
-        responses.post(SPEECH, status=status, body=body, content_type="text/plain")
+    serve_answer("POST", SPEECH, status, body)
     with pytest.raises(error, match=words):
         speak()
 

@@ -4,6 +4,8 @@
 import json
 import socket
 
+import responses
+
 SERVER = "http://xinference.test:9997"
 UID = "qwen-chat"
 
@@ -94,3 +96,11 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def serve_answer(method: str, url: str, status: int, body: dict | str) -> None:
+    """Registers an answer as Xinference sends it: JSON, or plain text (its unhandled 500s)."""
+    if isinstance(body, (dict, list)):
+        responses.add(method, url, status=status, json=body)
+    else:
+        responses.add(method, url, status=status, body=body, content_type="text/plain")
