@@ -6,8 +6,10 @@ Model classes inherit `XinferenceModel` first, then the SDK's base class, e.g.
 it for a model class.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
+from dify_plugin.entities import I18nObject
+from dify_plugin.entities.model import AIModelEntity, FetchFrom, ModelFeature, ModelType, ParameterRule
 from dify_plugin.errors.model import (
     CredentialsValidateFailedError,
     InvokeBadRequestError,
@@ -104,6 +106,25 @@ class XinferenceModel:
             if isinstance(error, tuple(source_types)):
                 return invoke_error(f"{error}")
         return InvokeError(f"Xinference plugin error: {error}")
+
+
+def customizable_schema(
+    model: str,
+    model_type: ModelType,
+    properties: dict,
+    features: Iterable[ModelFeature] = (),
+    parameter_rules: Iterable[ParameterRule] = (),
+) -> AIModelEntity:
+    """The Dify schema of a model an admin added by its UID (a "customizable model")."""
+    return AIModelEntity(
+        model=model,
+        label=I18nObject(en_US=model),
+        model_type=model_type,
+        fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
+        features=list(features),
+        model_properties=properties,
+        parameter_rules=list(parameter_rules),
+    )
 
 
 def _with_article(word: str) -> str:

@@ -7,7 +7,6 @@ from dify_plugin import LargeLanguageModel
 from dify_plugin.entities import I18nObject
 from dify_plugin.entities.model import (
     AIModelEntity,
-    FetchFrom,
     ModelFeature,
     ModelPropertyKey,
     ModelType,
@@ -30,7 +29,7 @@ from dify_plugin.errors.model import InvokeBadRequestError, InvokeError, InvokeS
 from models.common.credentials import ServerSettings
 from models.common.http import XinferenceClient
 from models.common.metadata import ModelDescription
-from models.common.model_base import XinferenceModel
+from models.common.model_base import XinferenceModel, customizable_schema
 from models.common.tokens import estimate_tokens
 from models.common.wire import CompletionAnswer, FunctionCall, Message, ToolCall, Usage, parse_wire
 
@@ -112,18 +111,17 @@ class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
 
 # ---- what the server's description implies ---------------------------------------------
 
+
 def _schema_of(model: str, description: ModelDescription) -> AIModelEntity:
     context_length = description.context_length or DEFAULT_CONTEXT_LENGTH
-    return AIModelEntity(
-        model=model,
-        label=I18nObject(en_US=model),
-        model_type=ModelType.LLM,
-        fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
-        features=_features_of(description),
-        model_properties={
+    return customizable_schema(
+        model,
+        ModelType.LLM,
+        {
             ModelPropertyKey.MODE: _mode_of(description).value,
             ModelPropertyKey.CONTEXT_SIZE: context_length,
         },
+        features=_features_of(description),
         parameter_rules=_parameter_rules(description, context_length),
     )
 

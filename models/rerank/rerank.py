@@ -4,8 +4,7 @@ with the `rerank_vision` ability (Xinference 4.x; 3.2 takes text only), images."
 from collections.abc import Sequence
 
 from dify_plugin import RerankModel
-from dify_plugin.entities import I18nObject
-from dify_plugin.entities.model import AIModelEntity, FetchFrom, ModelFeature, ModelType
+from dify_plugin.entities.model import AIModelEntity, ModelFeature, ModelType
 from dify_plugin.entities.model.rerank import MultiModalRerankResult, RerankDocument, RerankResult
 from dify_plugin.entities.model.text_embedding import MultiModalContent
 from dify_plugin.errors.model import InvokeServerUnavailableError
@@ -13,7 +12,7 @@ from dify_plugin.errors.model import InvokeServerUnavailableError
 from models.common.credentials import ServerSettings
 from models.common.http import XinferenceClient
 from models.common.metadata import ModelDescription
-from models.common.model_base import XinferenceModel
+from models.common.model_base import XinferenceModel, customizable_schema
 from models.common.wire import RerankAnswer, RerankItem, multimodal_inputs, parse_wire
 
 _Input = str | dict[str, str]
@@ -55,14 +54,11 @@ class XinferenceRerankModel(XinferenceModel, RerankModel):
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
         description = self.describe_checked(self.settings_of(credentials))
-        return AIModelEntity(
-            model=model,
-            label=I18nObject(en_US=model),
-            model_type=ModelType.RERANK,
-            fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
+        return customizable_schema(
+            model,
+            ModelType.RERANK,
+            {},
             features=[ModelFeature.VISION] if description.has("rerank_vision") else [],
-            model_properties={},
-            parameter_rules=[],
         )
 
     # `_invoke_error_mapping` and `_transform_invoke_error` come from XinferenceModel.

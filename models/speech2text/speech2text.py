@@ -9,14 +9,13 @@ from collections.abc import Mapping
 from typing import IO
 
 from dify_plugin import Speech2TextModel
-from dify_plugin.entities import I18nObject
-from dify_plugin.entities.model import AIModelEntity, FetchFrom, ModelPropertyKey, ModelType
+from dify_plugin.entities.model import AIModelEntity, ModelPropertyKey, ModelType
 from dify_plugin.errors.model import InvokeBadRequestError
 
 from models.common.credentials import ServerSettings, optional_text
 from models.common.http import XinferenceClient
 from models.common.metadata import ModelDescription
-from models.common.model_base import XinferenceModel
+from models.common.model_base import XinferenceModel, customizable_schema
 from models.common.wire import TranscriptionAnswer, parse_wire
 
 # The answer format every engine and version gives; the current Whisper engine answers
@@ -47,16 +46,13 @@ class XinferenceSpeech2TextModel(XinferenceModel, Speech2TextModel):
         self.validate_with_probe(credentials, probe)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
-        return AIModelEntity(
-            model=model,
-            label=I18nObject(en_US=model),
-            model_type=ModelType.SPEECH2TEXT,
-            fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
-            model_properties={
+        return customizable_schema(
+            model,
+            ModelType.SPEECH2TEXT,
+            {
                 ModelPropertyKey.FILE_UPLOAD_LIMIT: FILE_UPLOAD_LIMIT_MB,
                 ModelPropertyKey.SUPPORTED_FILE_EXTENSIONS: SUPPORTED_FILE_EXTENSIONS,
             },
-            parameter_rules=[],
         )
 
     # `_invoke_error_mapping` and `_transform_invoke_error` come from XinferenceModel:

@@ -5,11 +5,9 @@ import time
 from decimal import Decimal
 
 from dify_plugin import TextEmbeddingModel
-from dify_plugin.entities import I18nObject
 from dify_plugin.entities.model import (
     AIModelEntity,
     EmbeddingInputType,
-    FetchFrom,
     ModelFeature,
     ModelPropertyKey,
     ModelType,
@@ -30,7 +28,7 @@ from models.common.concurrency import ordered_map
 from models.common.credentials import CredentialsError, ServerSettings, positive_int
 from models.common.http import XinferenceClient
 from models.common.metadata import ModelDescription
-from models.common.model_base import XinferenceModel
+from models.common.model_base import XinferenceModel, customizable_schema
 from models.common.tokens import cut_to_tokens, estimate_tokens
 from models.common.wire import EmbeddingAnswer, multimodal_inputs, parse_wire
 
@@ -86,19 +84,16 @@ class XinferenceTextEmbeddingModel(XinferenceModel, TextEmbeddingModel):
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
         description = self.describe_checked(self.settings_of(credentials))
-        return AIModelEntity(
-            model=model,
-            label=I18nObject(en_US=model),
-            model_type=ModelType.TEXT_EMBEDDING,
-            fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
-            features=[ModelFeature.VISION] if description.has("embed_vision") else [],
-            model_properties={
+        return customizable_schema(
+            model,
+            ModelType.TEXT_EMBEDDING,
+            {
                 ModelPropertyKey.CONTEXT_SIZE: _context_size(description),
                 # Dify hands over at most this many texts per call, one call after another:
                 # room for several batches lets them run concurrently.
                 ModelPropertyKey.MAX_CHUNKS: _batch_size(credentials) * CONCURRENT_BATCHES,
             },
-            parameter_rules=[],
+            features=[ModelFeature.VISION] if description.has("embed_vision") else [],
         )
 
     # `_invoke_error_mapping` and `_transform_invoke_error` come from XinferenceModel.

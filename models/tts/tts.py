@@ -3,15 +3,14 @@
 from collections.abc import Iterator, Mapping
 
 from dify_plugin import TTSModel
-from dify_plugin.entities import I18nObject
-from dify_plugin.entities.model import AIModelEntity, FetchFrom, ModelPropertyKey, ModelType
+from dify_plugin.entities.model import AIModelEntity, ModelPropertyKey, ModelType
 from dify_plugin.errors.model import InvokeBadRequestError, InvokeServerUnavailableError
 
 from models.common.concurrency import ordered_map
 from models.common.credentials import ServerSettings, optional_text
 from models.common.http import XinferenceClient
 from models.common.metadata import ModelDescription
-from models.common.model_base import XinferenceModel
+from models.common.model_base import XinferenceModel, customizable_schema
 from models.tts.voices import ALL_LANGUAGES, Voice, voices_for
 
 AUDIO_TYPE = "mp3"
@@ -56,19 +55,16 @@ class XinferenceText2SpeechModel(XinferenceModel, TTSModel):
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
         description = self.describe_checked(self.settings_of(credentials))
         voices = _voices(credentials, description)
-        return AIModelEntity(
-            model=model,
-            label=I18nObject(en_US=model),
-            model_type=ModelType.TTS,
-            fetch_from=FetchFrom.CUSTOMIZABLE_MODEL,
-            model_properties={
+        return customizable_schema(
+            model,
+            ModelType.TTS,
+            {
                 ModelPropertyKey.DEFAULT_VOICE: voices[0].id,
                 ModelPropertyKey.VOICES: [voice.for_dify() for voice in voices],
                 ModelPropertyKey.WORD_LIMIT: WORD_LIMIT,
                 ModelPropertyKey.AUDIO_TYPE: AUDIO_TYPE,
                 ModelPropertyKey.MAX_WORKERS: MAX_WORKERS,
             },
-            parameter_rules=[],
         )
 
     # `_invoke_error_mapping` and `_transform_invoke_error` come from XinferenceModel:
