@@ -136,9 +136,8 @@ def test_stream_without_done_ends_at_the_end_of_the_body():
     assert len(list(client().post_events("/v1/completions", {}))) == 2
 
 
-class _ServerThatDropsIdleConnections:
-    """Answers the first request on a connection, then closes it without answering the
-    next one — what uvicorn does to a keep-alive connection idle for more than 5 s."""
+class _LoopbackServer:
+    """A raw TCP server on 127.0.0.1 that hands each accepted connection to `_handle`."""
 
     def __init__(self) -> None:
         self.listener = socket.socket()
@@ -146,7 +145,7 @@ class _ServerThatDropsIdleConnections:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen()
         self.port = self.listener.getsockname()[1]
-        self.connections = 0
+        self.connections: list[socket.socket] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -155,11 +154,18 @@ class _ServerThatDropsIdleConnections:
                 connection, _ = self.listener.accept()
             except OSError:
                 return
-            self.connections += 1
-            threading.Thread(target=self._answer_once, args=(connection,), daemon=True).start()
+            self.connections.append(connection)
+            threading.Thread(target=self._handle, args=(connection,), daemon=True).start()
 
-    @staticmethod
-    def _answer_once(connection: socket.socket) -> None:
+    def _handle(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class _ServerThatDropsIdleConnections(_LoopbackServer):
+    """Answers the first request on a connection, then closes it without answering the
+    next one — what uvicorn does to a keep-alive connection idle for more than 5 s."""
+
+    def _handle(self, connection: socket.socket) -> None:
         with connection:
             request = b""
             while b"\r\n\r\n" not in request:
@@ -179,32 +185,21 @@ def test_a_keep_alive_connection_closed_by_the_server_is_retried_transparently(s
     reused = client(server_url=f"http://127.0.0.1:{server.port}", max_retries="0")
     assert reused.get_json("/v1/models") == {"data": []}
     assert reused.get_json("/v1/models") == {"data": []}
-    assert server.connections == 2
+    assert len(server.connections) == 2
     assert sleeps == []
     server.listener.close()
 
 
-class _SilentServer:
-    """Accepts connections and sends `greeting` (maybe nothing), then never answers."""
+class _SilentServer(_LoopbackServer):
+    """Sends `greeting` (maybe nothing) on each connection, then never answers."""
 
     def __init__(self, greeting: bytes = b"") -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen()
-        self.port = self.listener.getsockname()[1]
         self.greeting = greeting
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(connection)
-            if self.greeting:
-                connection.sendall(self.greeting)
+    def _handle(self, connection: socket.socket) -> None:
+        if self.greeting:
+            connection.sendall(self.greeting)
 
 
 def test_a_server_that_does_not_answer_times_out_with_the_invoke_timeout():
