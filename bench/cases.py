@@ -7,8 +7,6 @@ as the SDK makes one per request). "runtime" is the same call through `python -m
 over stdio, as Dify's daemon drives it: the difference to "plugin" is the SDK's framing.
 """
 
-import importlib
-import inspect
 import json
 import socket
 import time
@@ -23,6 +21,8 @@ from bench.measure import Row, interleave, median, rows_from
 from bench.stdio_client import PluginProcess, invoke_llm_request, llm_num_tokens_request
 from models.common.http import _QuickAckAdapter
 from models.llm.llm import XinferenceLargeLanguageModel
+from models.rerank.rerank import XinferenceRerankModel
+from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 
 PROMPT = "Say hello in one short sentence."
 STREAM_CHUNKS = 1000
@@ -173,18 +173,6 @@ def runtime_chat(settings: Settings, server: Server, uid: str, max_tokens: int, 
     return {"ttfc": first[0] if first else total, "total": total, "events": len(chunks)}
 
 
-def _model_class(module_name: str, base_name: str) -> type | None:
-    """The plugin's model class of a type, if that module exists yet (written in parallel)."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError:
-        return None
-    for _, value in inspect.getmembers(module, inspect.isclass):
-        if value.__module__ == module.__name__ and any(base.__name__ == base_name for base in value.__mro__[1:]):
-            return value
-    return None
-
-
 # ---- the cases -----------------------------------------------------------------------------
 
 
@@ -280,10 +268,7 @@ def chat_stream(settings: Settings, server: Server, paced: bool = False, back_to
 
 
 def embedding(settings: Settings, server: Server) -> list[Row]:
-    model_class = _model_class("models.text_embedding.text_embedding", "TextEmbeddingModel")
-    if model_class is None:
-        return [Row(case="embedding", server=server.name, metric="-", unit="s",
-                    note="skipped: models/text_embedding/text_embedding.py has no model class yet")]
+    model_class = XinferenceTextEmbeddingModel
     uid = server.uids["embedding"]
     count = settings.n(EMBEDDING_TEXTS, 1000) if server.is_stub else settings.n(EMBEDDING_TEXTS_TESTBED, 200)
     texts = [f"Short text number {i} about topic {i % 97}." for i in range(count)]
@@ -320,10 +305,7 @@ def embedding(settings: Settings, server: Server) -> list[Row]:
 
 
 def rerank(settings: Settings, server: Server) -> list[Row]:
-    model_class = _model_class("models.rerank.rerank", "RerankModel")
-    if model_class is None:
-        return [Row(case="rerank", server=server.name, metric="-", unit="s",
-                    note="skipped: models/rerank/rerank.py has no model class yet")]
+    model_class = XinferenceRerankModel
     uid = server.uids["rerank"]
     query = "Which document talks about the weather in Paris?"
     docs = [f"Document {i}: some text about subject {i % 13}, city {i % 7} and weather." for i in range(RERANK_DOCUMENTS)]

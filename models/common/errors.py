@@ -25,6 +25,7 @@ _MODEL_NOT_FOUND = re.compile(r"model not found", re.IGNORECASE)
 _INVALID_BODY = re.compile(r"validation error", re.IGNORECASE)
 # TTS engines answer an unknown voice with a 500 that lists the voices they know.
 _UNKNOWN_VOICE = re.compile(r"invalid voice|available speakers|supported speakers", re.IGNORECASE)
+_UNKNOWN_MODEL = "Xinference has no running model with UID"
 _STATUS_PREFIX = re.compile(r"^\s*(\d{3})\s*:\s*")
 
 _ERROR_BY_STATUS: dict[int, type[InvokeError]] = {
@@ -53,9 +54,7 @@ def error_for_status(status: int, detail: str, model_uid: str) -> InvokeError:
     """The Dify error for an HTTP error status and the server's message."""
     detail = _shorten(detail) or f"HTTP {status} with an empty body"
     if _MODEL_NOT_FOUND.search(detail) and status in (400, 404):
-        return InvokeBadRequestError(
-            f"Xinference has no running model with UID '{model_uid}' ({status}): {detail}"
-        )
+        return InvokeBadRequestError(f"{_UNKNOWN_MODEL} '{model_uid}' ({status}): {detail}")
     if _UNKNOWN_VOICE.search(detail):
         return InvokeBadRequestError(f"Xinference does not know this voice ({status}): {detail}")
     if _WRONG_MODEL_TYPE.search(detail):
@@ -73,6 +72,11 @@ def error_for_status(status: int, detail: str, model_uid: str) -> InvokeError:
     if error_type is None:
         error_type = InvokeBadRequestError if status < 500 else InvokeServerUnavailableError
     return error_type(f"Xinference answered {status}: {detail}")
+
+
+def names_unknown_model(error: InvokeError) -> bool:
+    """Whether this error is the table's "no running model with that UID"."""
+    return str(error).startswith(_UNKNOWN_MODEL)
 
 
 def error_from_response(response: requests.Response, model_uid: str) -> InvokeError:

@@ -18,7 +18,7 @@ from dify_plugin.errors.model import (
 )
 
 from models.common.credentials import CredentialsError, ServerSettings, parse_settings
-from models.common.errors import INVOKE_ERROR_MAPPING
+from models.common.errors import INVOKE_ERROR_MAPPING, names_unknown_model
 from models.common.metadata import ModelDescription, describe, running_model_uids
 
 
@@ -134,7 +134,7 @@ def _with_article(word: str) -> str:
 
 def _explain(settings: ServerSettings, error: InvokeError) -> str:
     message = str(error)
-    if "no running model with UID" in message:
+    if names_unknown_model(error):
         try:
             uids = running_model_uids(settings)
         except InvokeError:

@@ -25,7 +25,6 @@ from dify_plugin.errors.model import (
 
 from models.llm.llm import XinferenceLargeLanguageModel
 from tests.unit.xinference import (
-    serve_answer,
     SERVER,
     UID,
     chat_answer,
@@ -33,6 +32,7 @@ from tests.unit.xinference import (
     closed_port,
     credentials,
     describe_llm,
+    serve_answer,
     sse,
 )
 

@@ -17,7 +17,7 @@ from dify_plugin.errors.model import (
 )
 
 from models.rerank.rerank import XinferenceRerankModel
-from tests.unit.xinference import serve_answer, SERVER, UID, closed_port, credentials, describe_embedding, describe_rerank
+from tests.unit.xinference import SERVER, UID, closed_port, credentials, describe_embedding, describe_rerank, serve_answer
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 RERANK = f"{SERVER}/v1/rerank"

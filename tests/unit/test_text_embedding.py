@@ -24,7 +24,7 @@ from models.text_embedding.text_embedding import (
     CONCURRENT_BATCHES,
     XinferenceTextEmbeddingModel,
 )
-from tests.unit.xinference import serve_answer, SERVER, UID, closed_port, credentials, describe_embedding, describe_llm
+from tests.unit.xinference import SERVER, UID, closed_port, credentials, describe_embedding, describe_llm, serve_answer
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 EMBEDDINGS = f"{SERVER}/v1/embeddings"

@@ -32,7 +32,7 @@ from dify_plugin.errors.model import (
 )
 
 from models.tts.tts import MAX_WORKERS, WORD_LIMIT, XinferenceText2SpeechModel
-from tests.unit.xinference import serve_answer, SERVER, UID, closed_port, credentials, describe_llm
+from tests.unit.xinference import SERVER, UID, closed_port, credentials, describe_llm, serve_answer
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 SPEECH = f"{SERVER}/v1/audio/speech"
