@@ -1,0 +1,130 @@
+"""The request body: Dify's prompt messages, tools and parameters in Xinference's (OpenAI's) shapes."""
+
+import json
+from collections.abc import Iterable
+
+from dify_plugin.entities.model.message import (
+    AssistantPromptMessage,
+    AudioPromptMessageContent,
+    ImagePromptMessageContent,
+    PromptMessage,
+    PromptMessageTool,
+    TextPromptMessageContent,
+    ToolPromptMessage,
+    VideoPromptMessageContent,
+)
+from dify_plugin.errors.model import InvokeBadRequestError
+
+from models.common.metadata import ModelDescription
+from models.common.tokens import estimate_tokens
+
+# Sampling parameters Xinference takes under the same name as Dify's parameter rules.
+_PASSED_THROUGH = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "max_tokens",
+    "seed",
+)
+_TOKENS_PER_MESSAGE = 4
+
+
+def sampling_fields(parameters: dict, description: ModelDescription, chat: bool) -> dict:
+    """Only what the user set goes to the server: unset means the model's own default."""
+    fields = {name: parameters[name] for name in _PASSED_THROUGH if parameters.get(name) is not None}
+    if chat:
+        response_format = _response_format(parameters)
+        if response_format:
+            fields["response_format"] = response_format
+    if description.has("hybrid"):
+        # The server's default differs by engine, so a hybrid model is always told.
+        thinking = parameters.get("enable_thinking")
+        fields["chat_template_kwargs"] = {"enable_thinking": True if thinking is None else bool(thinking)}
+    return fields
+
+
+def _response_format(parameters: dict) -> dict | None:
+    kind = parameters.get("response_format")
+    schema_text = parameters.get("json_schema")
+    if schema_text and kind in (None, "json_schema"):
+        try:
+            schema = json.loads(schema_text) if isinstance(schema_text, str) else schema_text
+        except ValueError as exc:
+            raise InvokeBadRequestError(f"json_schema is not valid JSON: {exc}") from exc
+        if not isinstance(schema, dict):
+            raise InvokeBadRequestError("json_schema must be a JSON object")
+        if "schema" not in schema:
+            schema = {"name": "response", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": "response", **schema}}
+    if kind == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+def chat_message(message: PromptMessage) -> dict:
+    # Xinference's chat templates know no "developer" role; it means what "system" means.
+    role = "system" if message.role.value == "developer" else message.role.value
+    wire: dict = {"role": role, "content": _content(message)}
+    if isinstance(message, AssistantPromptMessage) and message.tool_calls:
+        wire["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if isinstance(message, ToolPromptMessage):
+        wire["tool_call_id"] = message.tool_call_id
+    return wire
+
+
+def _content(message: PromptMessage) -> str | list[dict] | None:
+    if message.content is None or isinstance(message.content, str):
+        return message.content
+    parts: list[dict] = []
+    for part in message.content:
+        if isinstance(part, TextPromptMessageContent):
+            parts.append({"type": "text", "text": part.data})
+        elif isinstance(part, ImagePromptMessageContent):
+            parts.append({"type": "image_url", "image_url": {"url": _inline_url(part)}})
+        elif isinstance(part, AudioPromptMessageContent):
+            parts.append({"type": "audio_url", "audio_url": {"url": _inline_url(part)}})
+        elif isinstance(part, VideoPromptMessageContent):
+            parts.append({"type": "video_url", "video_url": {"url": _inline_url(part)}})
+        else:
+            raise InvokeBadRequestError(f"Xinference chat cannot take {part.type} content")
+    return parts
+
+
+def _inline_url(part: ImagePromptMessageContent | AudioPromptMessageContent | VideoPromptMessageContent) -> str:
+    # A data URL when Dify has the bytes: the server fetches http URLs itself, with no timeout.
+    if part.base64_data:
+        return f"data:{part.mime_type};base64,{part.base64_data}"
+    return part.url
+
+
+def tool_definition(tool: PromptMessageTool) -> dict:
+    return {
+        "type": "function",
+        "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
+    }
+
+
+def completion_prompt(messages: list[PromptMessage]) -> str:
+    return "\n\n".join(text for text in (m.get_text_content() for m in messages) if text)
+
+
+def estimate_prompt_tokens(messages: Iterable[PromptMessage], tools: list[PromptMessageTool] | None) -> int:
+    total = 0
+    for message in messages:
+        total += _TOKENS_PER_MESSAGE + estimate_tokens(message.get_text_content())
+        if isinstance(message, AssistantPromptMessage):
+            for call in message.tool_calls:
+                total += estimate_tokens(call.function.name) + estimate_tokens(call.function.arguments)
+    for tool in tools or []:
+        total += estimate_tokens(json.dumps(tool_definition(tool), ensure_ascii=False))
+    return total
