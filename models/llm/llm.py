@@ -9,9 +9,8 @@ from dify_plugin.entities.model.message import PromptMessage, PromptMessageTool
 
 from models.common.credentials import ServerSettings
 from models.common.http import XinferenceClient
-from models.common.metadata import ModelDescription
 from models.common.model_base import XinferenceModel
-from models.common.wire import CompletionAnswer, parse_wire
+from models.common.wire import CompletionAnswer, ModelDescription, parse_wire
 from models.llm.answers import AnswerReader
 from models.llm.request import (
     chat_message,
@@ -23,7 +22,7 @@ from models.llm.request import (
 from models.llm.schema import mode_of, schema_of
 
 
-class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
+class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguageModel):
     xinference_model_type = "llm"
     dify_type_name = "LLM"
 
@@ -38,8 +37,7 @@ class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
         stream: bool = True,
         user: str | None = None,
     ) -> LLMResult | Generator[LLMResultChunk, None, None]:
-        settings = self.settings_of(credentials)
-        description = self.describe_checked(settings)
+        settings, description = self.prepare(credentials)
         client = XinferenceClient(settings)
         chat = mode_of(description) is LLMMode.CHAT
         if chat:
@@ -75,7 +73,7 @@ class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
         self.validate_with_probe(credentials, _probe_with_tiny_request)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
-        description = self.describe_checked(self.settings_of(credentials))
+        description = self.prepare(credentials).description
         # The SDK asks for the schema three times per invoke (parameter check, prompt and
         # completion price); the SDK's in-place template filling is idempotent.
         return description.derived(("llm-schema", model), lambda: schema_of(model, description))

@@ -11,14 +11,13 @@ from dify_plugin.errors.model import InvokeServerUnavailableError
 
 from models.common.credentials import ServerSettings
 from models.common.http import XinferenceClient
-from models.common.metadata import ModelDescription
 from models.common.model_base import XinferenceModel, customizable_schema
-from models.common.wire import RerankAnswer, RerankItem, multimodal_inputs, parse_wire
+from models.common.wire import ModelDescription, RerankAnswer, RerankItem, multimodal_inputs, parse_wire
 
 _Input = str | dict[str, str]
 
 
-class XinferenceRerankModel(XinferenceModel, RerankModel):
+class XinferenceRerankModel(XinferenceModel[ServerSettings], RerankModel):
     xinference_model_type = "rerank"
     dify_type_name = "rerank"
 
@@ -53,7 +52,7 @@ class XinferenceRerankModel(XinferenceModel, RerankModel):
         self.validate_with_probe(credentials, _rerank_two_short_documents)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
-        description = self.describe_checked(self.settings_of(credentials))
+        description = self.prepare(credentials).description
         return customizable_schema(
             model,
             ModelType.RERANK,
@@ -74,8 +73,7 @@ class XinferenceRerankModel(XinferenceModel, RerankModel):
         """The best `top_n` results, best first, without those scoring under `score_threshold`."""
         if not documents:
             return []
-        settings = self.settings_of(credentials)
-        self.describe_checked(settings)
+        settings = self.prepare(credentials).settings
         ranked = _post_rerank(settings, query, documents, top_n)
         return [item for item in ranked if score_threshold is None or item.relevance_score >= score_threshold]
 

@@ -48,15 +48,15 @@ def test_api_key_is_not_in_the_settings_repr():
 @responses.activate
 def test_describe_cache_expires_after_its_ttl(monkeypatch):
     responses.get(DESCRIBE, json=describe_llm(context_length=4096))
-    settings = parse_settings(credentials())
     now = [1000.0]
     monkeypatch.setattr(metadata.time, "monotonic", lambda: now[0])
-    assert metadata.describe(settings).context_length == 4096
+    # Settings are parsed at the start of each call: each call's deadline follows the clock.
+    assert metadata.describe(parse_settings(credentials())).context_length == 4096
     now[0] += metadata.CACHE_TTL_SECONDS - 1
-    metadata.describe(settings)
+    metadata.describe(parse_settings(credentials()))
     assert len(responses.calls) == 1
     now[0] += 2
-    metadata.describe(settings)
+    metadata.describe(parse_settings(credentials()))
     assert len(responses.calls) == 2
 
 
