@@ -1,6 +1,7 @@
 """LLMs served by Xinference: chat (`/v1/chat/completions`) and generate (`/v1/completions`)."""
 
 from collections.abc import Generator
+from typing import Any
 
 from dify_plugin import LargeLanguageModel
 from dify_plugin.entities.model import AIModelEntity
@@ -42,7 +43,7 @@ class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguag
         chat = mode_of(description) is LLMMode.CHAT
         if chat:
             path = "/v1/chat/completions"
-            body = {"model": settings.model_uid, "messages": [chat_message(m) for m in prompt_messages]}
+            body: dict[str, Any] = {"model": settings.model_uid, "messages": [chat_message(m) for m in prompt_messages]}
             if tools:
                 body["tools"] = [tool_definition(tool) for tool in tools]
         else:

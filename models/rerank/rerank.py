@@ -2,6 +2,7 @@
 with the `rerank_vision` ability (Xinference 4.x; 3.2 takes text only), images."""
 
 from collections.abc import Sequence
+from typing import Any
 
 from dify_plugin import RerankModel
 from dify_plugin.entities.model import AIModelEntity, ModelFeature, ModelType
@@ -31,7 +32,8 @@ class XinferenceRerankModel(XinferenceModel[ServerSettings], RerankModel):
         top_n: int | None = None,
         user: str | None = None,
     ) -> RerankResult:
-        ranked = self._rerank(credentials, query, docs, score_threshold, top_n)
+        documents: list[_Input] = list(docs)
+        ranked = self._rerank(credentials, query, documents, score_threshold, top_n)
         return RerankResult(model=model, docs=_documents(ranked, docs))
 
     def _invoke_multimodal(
@@ -81,7 +83,7 @@ class XinferenceRerankModel(XinferenceModel[ServerSettings], RerankModel):
 def _post_rerank(
     settings: ServerSettings, query: _Input, documents: list[_Input], top_n: int | None
 ) -> list[RerankItem]:
-    body = {"model": settings.model_uid, "query": query, "documents": documents, "return_documents": False}
+    body: dict[str, Any] = {"model": settings.model_uid, "query": query, "documents": documents, "return_documents": False}
     if top_n is not None:
         body["top_n"] = top_n
     answer = parse_wire(RerankAnswer, XinferenceClient(settings).post_json("/v1/rerank", body))
