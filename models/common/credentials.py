@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
+from models.common.redaction import redact
+
 DEFAULT_INVOKE_TIMEOUT = 60.0
 MAX_INVOKE_TIMEOUT = 86_400.0  # a day; far beyond any sane call, and sockets accept it
 DEFAULT_MAX_RETRIES = 3
@@ -106,6 +108,15 @@ _Settings = TypeVar("_Settings", bound=ServerSettings)
 
 def parse_settings(credentials: Mapping, kind: type[_Settings] = ServerSettings) -> _Settings:  # type: ignore[assignment]
     """The form as `kind`; the call's deadline starts now."""
+    try:
+        return _parse(credentials, kind)
+    except CredentialsError as exc:
+        # Another field may hold (a piece of) the key, e.g. pasted into the wrong box.
+        key = _text(credentials.get("api_key")).strip() if isinstance(credentials, Mapping) else ""
+        raise CredentialsError(redact(str(exc), key)) from None
+
+
+def _parse(credentials: Mapping, kind: type[_Settings]) -> _Settings:
     if not isinstance(credentials, Mapping):
         raise CredentialsError("the model's credentials are missing")
     invoke_timeout = positive_number(credentials, "invoke_timeout", DEFAULT_INVOKE_TIMEOUT, MAX_INVOKE_TIMEOUT)

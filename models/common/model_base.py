@@ -30,11 +30,10 @@ from models.common.errors import (
     UNKNOWN_MODEL_HEADLINE,
     Reason,
     XinferenceError,
-    redact,
-    shorten,
     unexpected,
 )
 from models.common.metadata import describe, running_model_uids
+from models.common.redaction import redact, shorten
 from models.common.wire import ModelDescription
 
 SettingsT = TypeVar("SettingsT", bound=ServerSettings)
@@ -74,7 +73,7 @@ class XinferenceModel(Generic[SettingsT]):
         description = describe(settings, fresh=fresh)
         wrong_type = self._type_mismatch(settings, description)
         if wrong_type:
-            raise InvokeBadRequestError(wrong_type)
+            raise InvokeBadRequestError(redact(wrong_type, settings.api_key))
         return description
 
     def _type_mismatch(self, settings: ServerSettings, description: ModelDescription) -> str | None:
