@@ -407,7 +407,7 @@ def _answer(status: int, retry_after: str | None = None) -> requests.Response:
 
 
 def _refused() -> requests.ConnectionError:
-    return requests.ConnectionError(urllib3.exceptions.NewConnectionError(None, "refused"))  # type: ignore[arg-type]
+    return requests.ConnectionError(urllib3.exceptions.NewConnectionError(None, "refused"))
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,6 @@
 """Credential parsing, the describe cache, errors as data and the shared executor: the floor every model type stands on."""
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -251,8 +250,9 @@ def test_a_500_is_classified_on_its_full_text_and_shortened_only_for_display():
 @responses.activate
 def test_a_key_cut_by_the_shortening_leaves_no_piece_behind():
     key = "sk-kZY7n8O0HktJ" + "q" * 30
-    # A 500 echoing the request headers, the key just where the text would be cut.
-    echo = "x" * 990 + f" Authorization: Bearer {key}"
+    # A 500 echoing the request headers, the key just where the text is cut (1,000 characters).
+    echo = "x" * 960 + f" Authorization: Bearer {key}"
+    assert echo.index(key) == 983
     responses.get(f"{SERVER}/v1/models", status=500, body=echo)
     with pytest.raises(InvokeServerUnavailableError) as raised:
         XinferenceClient(parse_settings(credentials(api_key=key))).get_json("/v1/models")
