@@ -75,6 +75,7 @@ _INVALID_BODY = re.compile(r"validation error", re.IGNORECASE)
 # TTS engines answer an unknown voice with a 500 that lists the voices they know.
 _UNKNOWN_VOICE = re.compile(r"invalid voice|available speakers|supported speakers", re.IGNORECASE)
 _STATUS_PREFIX = re.compile(r"^\s*(\d{3})\s*:\s*")
+_UNKNOWN_MODEL_HEADLINE = "Xinference has no running model with UID"
 
 
 class XinferenceError(Exception):
@@ -123,7 +124,7 @@ def from_status(status: int, detail: str, model_uid: str, *, retry_after: bool =
     shown = detail or f"HTTP {status} with an empty body"
     uid = _quoted(model_uid)
     if _MODEL_NOT_FOUND.search(detail) and status in (400, 404):
-        return XinferenceError(Reason.UNKNOWN_MODEL, f"{UNKNOWN_MODEL_HEADLINE} {uid} ({status})", shown, status=status)
+        return XinferenceError(Reason.UNKNOWN_MODEL, f"{_UNKNOWN_MODEL_HEADLINE} {uid} ({status})", shown, status=status)
     if _UNKNOWN_VOICE.search(detail):
         return XinferenceError(Reason.UNKNOWN_VOICE, f"Xinference does not know this voice ({status})", shown, status=status)
     if _WRONG_MODEL_TYPE.search(detail):
@@ -154,9 +155,6 @@ def from_status(status: int, detail: str, model_uid: str, *, retry_after: bool =
         )
     reason = Reason.REJECTED_REQUEST if status < 500 or status == 501 else Reason.SERVER_ERROR
     return XinferenceError(reason, f"Xinference answered {status}", shown, status=status)
-
-
-UNKNOWN_MODEL_HEADLINE = "Xinference has no running model with UID"
 
 
 def from_stream_event(message: object, model_uid: str) -> XinferenceError:

@@ -27,7 +27,6 @@ from dify_plugin.errors.model import (
 from models.common.credentials import CredentialsError, ServerSettings, parse_settings
 from models.common.errors import (
     INVOKE_ERROR_MAPPING,
-    UNKNOWN_MODEL_HEADLINE,
     Reason,
     XinferenceError,
     unexpected,
@@ -178,10 +177,9 @@ def _with_article(word: str) -> str:
 
 
 def _names_unknown_model(error: InvokeError) -> bool:
+    # The client raises Dify's error from the classified one.
     cause = error.__cause__
-    if isinstance(cause, XinferenceError):
-        return cause.reason is Reason.UNKNOWN_MODEL
-    return str(error).startswith(UNKNOWN_MODEL_HEADLINE)
+    return isinstance(cause, XinferenceError) and cause.reason is Reason.UNKNOWN_MODEL
 
 
 def _explain(settings: ServerSettings, error: InvokeError) -> str:
