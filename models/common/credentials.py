@@ -61,6 +61,11 @@ class ServerSettings:
         return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
 
     @property
+    def shown_url(self) -> str:
+        """The server URL as messages quote it, capped."""
+        return self.base_url if len(self.base_url) <= ECHO_LIMIT else self.base_url[:ECHO_LIMIT] + "…"
+
+    @property
     def quoted_uid(self) -> str:
         return quote(self.model_uid, safe="")
 

@@ -132,7 +132,7 @@ class XinferenceClient:
         return self._transport_error(failure)
 
     def _transport_error(self, exc: BaseException) -> XinferenceError:
-        server = self.settings.base_url
+        server = self.settings.shown_url
         found = list(causes(exc))
         if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL)):
             return XinferenceError(Reason.BAD_SETTINGS, _UNSENDABLE)
@@ -161,7 +161,7 @@ class XinferenceClient:
     def _out_of_time(self) -> XinferenceError:
         return XinferenceError(
             Reason.TIMED_OUT,
-            f"Xinference at {self.settings.base_url} did not answer within "
+            f"Xinference at {self.settings.shown_url} did not answer within "
             f"{self.settings.invoke_timeout:g} s (the invoke timeout)",
         )
 

@@ -190,7 +190,7 @@ def _explain(settings: ServerSettings, error: InvokeError) -> str:
         except Exception:
             return message
         offered = ", ".join(uids) if uids else "none"
-        return _redacted(f"{message} Models running on {settings.base_url}: {shorten(offered, 1000)}.", settings)
+        return _redacted(f"{message} Models running on {settings.shown_url}: {shorten(offered, 1000)}.", settings)
     if isinstance(error, InvokeConnectionError):
         return f"{message}. Check the server URL."
     return message

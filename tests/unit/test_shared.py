@@ -333,3 +333,11 @@ def test_ordered_map_cancels_queued_work_when_the_caller_stops(monkeypatch):
 
 def test_ordered_map_keeps_input_order():
     assert list(concurrency.ordered_map(lambda item: item * 2, range(20), concurrency=4)) == [item * 2 for item in range(20)]
+
+
+def test_a_long_server_url_is_capped_in_connection_errors():
+    url = f"http://127.0.0.1:{closed_port()}/" + "p" * 2000
+    with pytest.raises(InvokeConnectionError) as raised:
+        XinferenceClient(parse_settings(credentials(server_url=url, max_retries="0"))).get_json("/v1/models")
+    assert "connection refused" in str(raised.value)
+    assert len(str(raised.value)) < 300
