@@ -12,7 +12,7 @@
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -168,20 +168,23 @@ class XinferenceClient:
     # ---- reading ---------------------------------------------------------------------------
 
     def _read_all(self, response: requests.Response, limit: int = MAX_ANSWER_BYTES) -> bytes:
-        """The whole body, read by the call's deadline."""
+        """The whole body by the call's deadline: one socket read at a time, each allowed only
+        the time left, so a server that trickles its answer cannot stretch the call."""
         parts: list[bytes] = []
         size = 0
-        with response:
-            for chunk in self._body_chunks(response, READ_CHUNK_BYTES):
-                parts.append(chunk)
-                size += len(chunk)
-                if size > limit:
-                    raise XinferenceError(Reason.MALFORMED_ANSWER, f"Xinference sent an answer larger than {limit} bytes")
+        with response, self._reading(self._out_of_time):
+            while True:
                 time_left = self.settings.time_left()
                 if time_left <= 0:
                     raise self._out_of_time()
                 _set_read_timeout(response, time_left)
-        return b"".join(parts)
+                chunk = response.raw.read1(READ_CHUNK_BYTES)
+                if not chunk:
+                    return b"".join(parts)
+                parts.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise XinferenceError(Reason.MALFORMED_ANSWER, f"Xinference sent an answer larger than {limit} bytes")
 
     def _read_error_body(self, response: requests.Response) -> bytes:
         try:
@@ -191,23 +194,27 @@ class XinferenceClient:
 
     def _chunks(self, response: requests.Response) -> Iterator[bytes]:
         """A stream's chunks as they come; Xinference silent for the invoke timeout ends it."""
-        with response:
+        with response, self._reading(self._went_silent):
             _set_read_timeout(response, self.settings.invoke_timeout)
-            yield from self._body_chunks(response, None)
+            yield from response.iter_content(chunk_size=None)
 
-    def _body_chunks(self, response: requests.Response, size: int | None) -> Iterator[bytes]:
+    @contextmanager
+    def _reading(self, timed_out: Callable[[], XinferenceError]) -> Iterator[None]:
         try:
-            yield from response.iter_content(chunk_size=size)
-        except requests.Timeout:
-            raise XinferenceError(
-                Reason.TIMED_OUT,
-                f"Xinference stopped sending for {self.settings.invoke_timeout:g} s (the invoke timeout) "
-                "in the middle of an answer",
-            ) from None
+            yield
+        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            raise timed_out() from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise XinferenceError(
                 Reason.UNREACHABLE, "The connection to Xinference broke in the middle of an answer", str(exc)
             ) from exc
+
+    def _went_silent(self) -> XinferenceError:
+        return XinferenceError(
+            Reason.TIMED_OUT,
+            f"Xinference stopped sending for {self.settings.invoke_timeout:g} s (the invoke timeout) "
+            "in the middle of an answer",
+        )
 
     def _events(self, response: requests.Response) -> Iterator[dict]:
         done = False

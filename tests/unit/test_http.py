@@ -434,3 +434,45 @@ def _refused() -> requests.ConnectionError:
 )
 def test_the_retry_decision(attempt, failure, max_retries, time_left, delay):
     assert retry.retry_delay(attempt, failure, max_retries=max_retries, time_left=time_left) == delay
+
+
+class _ServerThatTricklesItsAnswer(_LoopbackServer):
+    """Sends the headers at once, then one byte of the body every 0.2 s (20 bytes: 4 s)."""
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            if not _read_request(connection):
+                return
+            connection.sendall(_OK_HEAD + b"20\r\n\r\n")
+            try:
+                for _ in range(20):
+                    time.sleep(0.2)
+                    connection.sendall(b" ")
+            except OSError:
+                pass
+
+
+def test_a_blocking_answer_that_trickles_in_ends_at_the_invoke_timeout():
+    server = _ServerThatTricklesItsAnswer()
+    started = time.monotonic()
+    with pytest.raises(InvokeConnectionError, match="within 0.5 s"):
+        client(server_url=f"http://127.0.0.1:{server.port}", invoke_timeout="0.5").get_json("/v1/models")
+    # The whole answer would take 4 s; the call ends near 0.5 s (generous bound for a busy machine).
+    assert time.monotonic() - started < 3
+    server.listener.close()
+
+
+class _KeepAliveServer(_LoopbackServer):
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            while _read_request(connection):
+                connection.sendall(_OK_HEAD + str(len(_MODELS_ANSWER)).encode() + b"\r\n\r\n" + _MODELS_ANSWER)
+
+
+def test_blocking_answers_give_their_connection_back_to_the_pool():
+    server = _KeepAliveServer()
+    pooled = client(server_url=f"http://127.0.0.1:{server.port}")
+    for _ in range(3):
+        assert pooled.get_json("/v1/models") == {"data": []}
+    assert len(server.connections) == 1
+    server.listener.close()
