@@ -112,8 +112,10 @@ class XinferenceClient:
             if delay is None:
                 raise self._error_of(failure)
             logger.debug(
-                "Xinference %s %s: retrying in %.2f s after %s (retry %d of at most %d)",
-                method, path, delay, _what_failed(failure), attempt.retries + 1, self.settings.max_retries,
+                "Xinference %s %s: %s, retrying in %.2f s (%s)",
+                method, path, _what_failed(failure), delay,
+                "on a fresh connection" if isinstance(failure, StaleConnectionError)
+                else f"retry {attempt.retries + 1} of at most {self.settings.max_retries}",
             )
             if isinstance(failure, requests.Response):
                 failure.close()

@@ -392,7 +392,7 @@ def test_each_retry_is_logged_at_debug_level_without_the_key(caplog, sleeps):
     with caplog.at_level(logging.DEBUG, logger="models.common.http"):
         client(api_key=KEY).get_json("/v1/models")
     retries = [record.getMessage() for record in caplog.records if record.name == "models.common.http"]
-    assert retries == ["Xinference GET /v1/models: retrying in 2.00 s after HTTP 503 (retry 1 of at most 3)"]
+    assert retries == ["Xinference GET /v1/models: HTTP 503, retrying in 2.00 s (retry 1 of at most 3)"]
 
 
 # ---- the retry decision on its own -----------------------------------------------------------
