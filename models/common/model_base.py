@@ -19,7 +19,6 @@ from dify_plugin.entities.model import AIModelEntity, FetchFrom, ModelFeature, M
 from dify_plugin.errors.model import (
     CredentialsValidateFailedError,
     InvokeBadRequestError,
-    InvokeConnectionError,
     InvokeError,
     InvokeServerUnavailableError,
 )
@@ -176,22 +175,23 @@ def _with_article(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' or word.startswith('LLM') else 'a'} {word}"
 
 
-def _names_unknown_model(error: InvokeError) -> bool:
+def _reason_of(error: InvokeError) -> Reason | None:
     # The client raises Dify's error from the classified one.
     cause = error.__cause__
-    return isinstance(cause, XinferenceError) and cause.reason is Reason.UNKNOWN_MODEL
+    return cause.reason if isinstance(cause, XinferenceError) else None
 
 
 def _explain(settings: ServerSettings, error: InvokeError) -> str:
     message = _redacted(str(error), settings)
-    if _names_unknown_model(error):
+    reason = _reason_of(error)
+    if reason is Reason.UNKNOWN_MODEL:
         try:
             uids = running_model_uids(settings)
         except Exception:
             return message
         offered = ", ".join(uids) if uids else "none"
         return _redacted(f"{message} Models running on {settings.shown_url}: {shorten(offered, 1000)}.", settings)
-    if isinstance(error, InvokeConnectionError):
+    if reason is Reason.UNREACHABLE:
         return f"{message}. Check the server URL."
     return message
 

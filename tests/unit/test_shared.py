@@ -341,3 +341,11 @@ def test_a_long_server_url_is_capped_in_connection_errors():
         XinferenceClient(parse_settings(credentials(server_url=url, max_retries="0"))).get_json("/v1/models")
     assert "connection refused" in str(raised.value)
     assert len(str(raised.value)) < 300
+
+
+@responses.activate
+def test_validation_of_a_model_still_loading_does_not_blame_the_server_url():
+    responses.get(DESCRIBE, status=503, headers={"Retry-After": "30"}, json={"detail": "Model is loading, please retry later"})
+    with pytest.raises(CredentialsValidateFailedError, match="Model is loading") as raised:
+        XinferenceLargeLanguageModel(model_schemas=[]).validate_credentials("m", credentials(max_retries="0"))
+    assert "server URL" not in str(raised.value)
