@@ -19,7 +19,7 @@ from requests.adapters import HTTPAdapter
 
 from bench.measure import Row, interleave, median, rows_from
 from bench.stdio_client import PluginProcess, invoke_llm_request, llm_num_tokens_request
-from models.common.http import _QuickAckAdapter
+from models.common.transport import QuickAckAdapter
 from models.llm.llm import XinferenceLargeLanguageModel
 from models.rerank.rerank import XinferenceRerankModel
 from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
@@ -70,9 +70,9 @@ class Server:
 
 def direct_session(api_key: str | None = None, quickack: bool = False) -> requests.Session:
     """A plain pooled session; with `quickack`, mounted with the plugin's own adapter, which
-    sets TCP_QUICKACK once a request is sent (see models/common/http.py)."""
+    sets TCP_QUICKACK once a request is sent (see models/common/transport.py)."""
     session = requests.Session()
-    adapter = (_QuickAckAdapter if quickack else HTTPAdapter)(pool_maxsize=32, max_retries=0)
+    adapter = (QuickAckAdapter if quickack else HTTPAdapter)(pool_maxsize=32, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     if api_key:

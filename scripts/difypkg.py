@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
@@ -243,7 +244,7 @@ def violations(folder: PluginFolder) -> list[str]:
     return [problem for run in CHECKS for problem in run(folder)]
 
 
-def _get(mapping: object, dotted: str) -> object:
+def _get(mapping: object, dotted: str) -> Any:  # a parsed YAML value
     for key in dotted.split("."):
         if not isinstance(mapping, dict):
             return None

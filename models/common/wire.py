@@ -1,18 +1,21 @@
-"""Xinference's answers as small typed structures, parsed once at the boundary.
+"""What crosses the wire to and from Xinference, as small typed structures.
 
-Only the fields the plugin reads are declared; everything else is ignored, because
-the answers grow new fields from version to version (0.16 → 4.x).
+Answers (the model description, chat/generate, embeddings, rerank, transcription) are
+parsed once at the boundary with `parse_wire`; only the fields the plugin reads are
+declared, everything else is ignored, because the answers grow new fields from version
+to version (0.16 → 4.x). Multimodal inputs are built here too (`multimodal_inputs`). The
+chat request's messages and tools are built by `models/llm/request.py`.
 """
 
 import base64
 import binascii
 import json
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from dify_plugin.entities.model.text_embedding import MultiModalContent, MultiModalContentType
 from dify_plugin.errors.model import InvokeServerUnavailableError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 _Wire = TypeVar("_Wire", bound=BaseModel)
 
@@ -26,10 +29,53 @@ def parse_wire(shape: type[_Wire], data: object) -> _Wire:
     try:
         return shape.model_validate(data)
     except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem.get("loc", ()))
         raise InvokeServerUnavailableError(
             f"Xinference sent an answer of an unexpected shape ({shape.__name__}): "
-            f"{exc.errors()[0].get('msg')} in {json.dumps(data)[:300]}"
+            f"{where + ': ' if where else ''}{problem.get('msg')}"
         ) from None
+    except RecursionError:
+        raise InvokeServerUnavailableError(
+            f"Xinference sent an answer of an unexpected shape ({shape.__name__}): nested too deeply"
+        ) from None
+
+
+# ---- the model description (`GET /v1/models/{uid}`) ------------------------------------
+
+
+class ModelDescription(_WireModel):
+    """The fields of a describe answer the plugin uses; the rest differs by version."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+    model_type: str = ""
+    model_name: str | None = None
+    model_family: str | None = None
+    # Embedding and rerank descriptions carry this key from Xinference 3.1 on (null or not).
+    model_engine: str | None = None
+    model_ability: list[str] = Field(default_factory=list)
+    context_length: int | None = None
+    # embedding models
+    dimensions: int | None = None
+    max_tokens: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """The model type, lower-cased: 'llm', 'embedding', 'rerank', 'audio', 'image', ..."""
+        return self.model_type.lower()
+
+    def has(self, ability: str) -> bool:
+        return ability in self.model_ability
+
+    _derived: dict[Any, Any] = PrivateAttr(default_factory=dict)
+
+    def derived(self, key: Any, build: Callable[[], Any]) -> Any:
+        """A value built from this description (e.g. a Dify model schema), built once and
+        kept exactly as long as the description stays in the cache."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
 
 class Usage(_WireModel):

@@ -14,7 +14,7 @@ from dify_plugin.entities.model.message import (
     PromptMessage,
     PromptMessageTool,
 )
-from dify_plugin.errors.model import InvokeError, InvokeServerUnavailableError
+from dify_plugin.errors.model import InvokeServerUnavailableError
 
 from models.common.tokens import estimate_tokens
 from models.common.wire import (
@@ -66,10 +66,11 @@ class AnswerReader:
         # The SDK maps errors raised by `_invoke`, not by the generator it returns.
         try:
             yield from self._chunks(events)
-        except InvokeError:
-            raise
         except Exception as exc:
-            raise self.model_class._transform_invoke_error(exc) from exc
+            error = self.model_class._transform_invoke_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     def _chunks(self, events: Iterator[dict]) -> Generator[LLMResultChunk, None, None]:
         reasoning = _ReasoningWrapper()

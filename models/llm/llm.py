@@ -1,6 +1,7 @@
 """LLMs served by Xinference: chat (`/v1/chat/completions`) and generate (`/v1/completions`)."""
 
 from collections.abc import Generator
+from typing import Any
 
 from dify_plugin import LargeLanguageModel
 from dify_plugin.entities.model import AIModelEntity
@@ -9,9 +10,8 @@ from dify_plugin.entities.model.message import PromptMessage, PromptMessageTool
 
 from models.common.credentials import ServerSettings
 from models.common.http import XinferenceClient
-from models.common.metadata import ModelDescription
 from models.common.model_base import XinferenceModel
-from models.common.wire import CompletionAnswer, parse_wire
+from models.common.wire import CompletionAnswer, ModelDescription, parse_wire
 from models.llm.answers import AnswerReader
 from models.llm.request import (
     chat_message,
@@ -23,7 +23,7 @@ from models.llm.request import (
 from models.llm.schema import mode_of, schema_of
 
 
-class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
+class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguageModel):
     xinference_model_type = "llm"
     dify_type_name = "LLM"
 
@@ -38,13 +38,12 @@ class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
         stream: bool = True,
         user: str | None = None,
     ) -> LLMResult | Generator[LLMResultChunk, None, None]:
-        settings = self.settings_of(credentials)
-        description = self.describe_checked(settings)
+        settings, description = self.prepare(credentials)
         client = XinferenceClient(settings)
         chat = mode_of(description) is LLMMode.CHAT
         if chat:
             path = "/v1/chat/completions"
-            body = {"model": settings.model_uid, "messages": [chat_message(m) for m in prompt_messages]}
+            body: dict[str, Any] = {"model": settings.model_uid, "messages": [chat_message(m) for m in prompt_messages]}
             if tools:
                 body["tools"] = [tool_definition(tool) for tool in tools]
         else:
@@ -75,7 +74,7 @@ class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
         self.validate_with_probe(credentials, _probe_with_tiny_request)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
-        description = self.describe_checked(self.settings_of(credentials))
+        description = self.prepare(credentials).description
         # The SDK asks for the schema three times per invoke (parameter check, prompt and
         # completion price); the SDK's in-place template filling is idempotent.
         return description.derived(("llm-schema", model), lambda: schema_of(model, description))

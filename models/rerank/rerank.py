@@ -2,6 +2,7 @@
 with the `rerank_vision` ability (Xinference 4.x; 3.2 takes text only), images."""
 
 from collections.abc import Sequence
+from typing import Any
 
 from dify_plugin import RerankModel
 from dify_plugin.entities.model import AIModelEntity, ModelFeature, ModelType
@@ -11,14 +12,13 @@ from dify_plugin.errors.model import InvokeServerUnavailableError
 
 from models.common.credentials import ServerSettings
 from models.common.http import XinferenceClient
-from models.common.metadata import ModelDescription
 from models.common.model_base import XinferenceModel, customizable_schema
-from models.common.wire import RerankAnswer, RerankItem, multimodal_inputs, parse_wire
+from models.common.wire import ModelDescription, RerankAnswer, RerankItem, multimodal_inputs, parse_wire
 
 _Input = str | dict[str, str]
 
 
-class XinferenceRerankModel(XinferenceModel, RerankModel):
+class XinferenceRerankModel(XinferenceModel[ServerSettings], RerankModel):
     xinference_model_type = "rerank"
     dify_type_name = "rerank"
 
@@ -32,7 +32,8 @@ class XinferenceRerankModel(XinferenceModel, RerankModel):
         top_n: int | None = None,
         user: str | None = None,
     ) -> RerankResult:
-        ranked = self._rerank(credentials, query, docs, score_threshold, top_n)
+        documents: list[_Input] = list(docs)
+        ranked = self._rerank(credentials, query, documents, score_threshold, top_n)
         return RerankResult(model=model, docs=_documents(ranked, docs))
 
     def _invoke_multimodal(
@@ -53,7 +54,7 @@ class XinferenceRerankModel(XinferenceModel, RerankModel):
         self.validate_with_probe(credentials, _rerank_two_short_documents)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
-        description = self.describe_checked(self.settings_of(credentials))
+        description = self.prepare(credentials).description
         return customizable_schema(
             model,
             ModelType.RERANK,
@@ -74,8 +75,7 @@ class XinferenceRerankModel(XinferenceModel, RerankModel):
         """The best `top_n` results, best first, without those scoring under `score_threshold`."""
         if not documents:
             return []
-        settings = self.settings_of(credentials)
-        self.describe_checked(settings)
+        settings = self.prepare(credentials).settings
         ranked = _post_rerank(settings, query, documents, top_n)
         return [item for item in ranked if score_threshold is None or item.relevance_score >= score_threshold]
 
@@ -83,7 +83,7 @@ class XinferenceRerankModel(XinferenceModel, RerankModel):
 def _post_rerank(
     settings: ServerSettings, query: _Input, documents: list[_Input], top_n: int | None
 ) -> list[RerankItem]:
-    body = {"model": settings.model_uid, "query": query, "documents": documents, "return_documents": False}
+    body: dict[str, Any] = {"model": settings.model_uid, "query": query, "documents": documents, "return_documents": False}
     if top_n is not None:
         body["top_n"] = top_n
     answer = parse_wire(RerankAnswer, XinferenceClient(settings).post_json("/v1/rerank", body))

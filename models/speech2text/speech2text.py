@@ -5,18 +5,16 @@ import math
 import os
 import struct
 import wave
-from collections.abc import Mapping
 from typing import IO
 
 from dify_plugin import Speech2TextModel
 from dify_plugin.entities.model import AIModelEntity, ModelPropertyKey, ModelType
 from dify_plugin.errors.model import InvokeBadRequestError
 
-from models.common.credentials import ServerSettings, optional_text
+from models.common.credentials import TranscriptionSettings
 from models.common.http import XinferenceClient
-from models.common.metadata import ModelDescription
 from models.common.model_base import XinferenceModel, customizable_schema
-from models.common.wire import TranscriptionAnswer, parse_wire
+from models.common.wire import ModelDescription, TranscriptionAnswer, parse_wire
 
 # The answer format every engine and version gives; the current Whisper engine answers
 # `text` and `verbose_json` with a 500.
@@ -25,25 +23,22 @@ SUPPORTED_FILE_EXTENSIONS = "flac,mp3,mp4,mpeg,mpga,m4a,ogg,wav,webm"
 FILE_UPLOAD_LIMIT_MB = 30  # Dify's own limit for audio it transcribes
 
 
-class XinferenceSpeech2TextModel(XinferenceModel, Speech2TextModel):
+class XinferenceSpeech2TextModel(XinferenceModel[TranscriptionSettings], Speech2TextModel):
+    settings_type = TranscriptionSettings
     xinference_model_type = "audio"
     accepted_abilities = ("audio2text", "audio-to-text")
     dify_type_name = "speech-to-text"
 
     def _invoke(self, model: str, credentials: dict, file: IO[bytes], user: str | None = None) -> str:
-        settings = self.settings_of(credentials)
-        self.describe_checked(settings)
+        settings = self.prepare(credentials).settings
         # Bytes, not the file object: the HTTP layer may resend the request on a stale connection.
         audio = file.read()
         if not audio:
             raise InvokeBadRequestError("The audio file is empty.")
-        return _transcribe(settings, credentials, _upload_name(file), audio)
+        return _transcribe(settings, _upload_name(file), audio)
 
     def validate_credentials(self, model: str, credentials: dict) -> None:
-        def probe(settings: ServerSettings, description: ModelDescription) -> None:
-            _transcribe(settings, credentials, "probe.wav", _probe_clip())
-
-        self.validate_with_probe(credentials, probe)
+        self.validate_with_probe(credentials, _transcribe_a_probe_clip)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
         return customizable_schema(
@@ -59,16 +54,20 @@ class XinferenceSpeech2TextModel(XinferenceModel, Speech2TextModel):
     # one table for every model type (models/common/errors.py).
 
 
-def _transcribe(settings: ServerSettings, credentials: Mapping, file_name: str, audio: bytes) -> str:
+def _transcribe(settings: TranscriptionSettings, file_name: str, audio: bytes) -> str:
     fields = {"model": settings.model_uid, "response_format": RESPONSE_FORMAT}
-    for field, credential in (("language", "audio_language"), ("prompt", "audio_prompt")):
-        value = optional_text(credentials, credential)
-        if value:
-            fields[field] = value
+    if settings.language:
+        fields["language"] = settings.language
+    if settings.prompt:
+        fields["prompt"] = settings.prompt
     answer = XinferenceClient(settings).post_form(
         "/v1/audio/transcriptions", fields, files={"file": (file_name, audio)}
     )
     return parse_wire(TranscriptionAnswer, answer).text.strip()
+
+
+def _transcribe_a_probe_clip(settings: TranscriptionSettings, description: ModelDescription) -> None:
+    _transcribe(settings, "probe.wav", _probe_clip())
 
 
 def _upload_name(file: IO[bytes]) -> str:

@@ -18,25 +18,17 @@ from dify_plugin.entities.model.text_embedding import (
     MultiModalEmbeddingResult,
     TextEmbeddingResult,
 )
-from dify_plugin.errors.model import (
-    CredentialsValidateFailedError,
-    InvokeBadRequestError,
-    InvokeServerUnavailableError,
-)
+from dify_plugin.errors.model import InvokeServerUnavailableError
 
 from models.common.concurrency import ordered_map
-from models.common.credentials import CredentialsError, ServerSettings, positive_int
+from models.common.credentials import EmbeddingSettings, ServerSettings
 from models.common.http import XinferenceClient
-from models.common.metadata import ModelDescription
 from models.common.model_base import XinferenceModel, customizable_schema
 from models.common.tokens import cut_to_tokens, estimate_tokens
-from models.common.wire import EmbeddingAnswer, multimodal_inputs, parse_wire
+from models.common.wire import EmbeddingAnswer, ModelDescription, multimodal_inputs, parse_wire
 
 # Built-in models declare `max_tokens`; a custom model registered without it gets this.
 DEFAULT_CONTEXT_SIZE = 512
-# Measured on the testbed: 1,000 texts in batches of 32 take 1.09× one direct request,
-# 256 take 0.99× (each request costs the server a few ms on its own).
-DEFAULT_BATCH_SIZE = 256
 CONCURRENT_BATCHES = 4
 # Texts cut on the client keep this share of the context: the offline estimate may run
 # ~25% under a real tokenizer, and 0.8 × 1.25 = 1.
@@ -45,7 +37,8 @@ CLIENT_CUT_SHARE = 0.8
 _Input = str | dict[str, str]
 
 
-class XinferenceTextEmbeddingModel(XinferenceModel, TextEmbeddingModel):
+class XinferenceTextEmbeddingModel(XinferenceModel[EmbeddingSettings], TextEmbeddingModel):
+    settings_type = EmbeddingSettings
     xinference_model_type = "embedding"
     dify_type_name = "text embedding"
 
@@ -76,14 +69,10 @@ class XinferenceTextEmbeddingModel(XinferenceModel, TextEmbeddingModel):
         return [estimate_tokens(text) for text in texts]
 
     def validate_credentials(self, model: str, credentials: dict) -> None:
-        try:
-            _batch_size(credentials)
-        except InvokeBadRequestError as exc:
-            raise CredentialsValidateFailedError(str(exc)) from exc
         self.validate_with_probe(credentials, _embed_one_short_text)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
-        description = self.describe_checked(self.settings_of(credentials))
+        settings, description = self.prepare(credentials)
         return customizable_schema(
             model,
             ModelType.TEXT_EMBEDDING,
@@ -91,7 +80,7 @@ class XinferenceTextEmbeddingModel(XinferenceModel, TextEmbeddingModel):
                 ModelPropertyKey.CONTEXT_SIZE: _context_size(description),
                 # Dify hands over at most this many texts per call, one call after another:
                 # room for several batches lets them run concurrently.
-                ModelPropertyKey.MAX_CHUNKS: _batch_size(credentials) * CONCURRENT_BATCHES,
+                ModelPropertyKey.MAX_CHUNKS: settings.batch_size * CONCURRENT_BATCHES,
             },
             features=[ModelFeature.VISION] if description.has("embed_vision") else [],
         )
@@ -102,9 +91,8 @@ class XinferenceTextEmbeddingModel(XinferenceModel, TextEmbeddingModel):
 
     def _embed(self, credentials: dict, inputs: list[_Input]) -> tuple[list[list[float]], int]:
         """Vectors in input order and the tokens used; batches go out a few at a time."""
-        settings = self.settings_of(credentials)
-        description = self.describe_checked(settings)
-        batch_size = _batch_size(credentials)
+        settings, description = self.prepare(credentials)
+        batch_size = settings.batch_size
         client = XinferenceClient(settings)
         options: dict = {}
         if _server_truncates(description):
@@ -162,13 +150,6 @@ def _embed_one_short_text(settings: ServerSettings, description: ModelDescriptio
 
 
 # ---- settings and what the server's description implies ------------------------------
-
-
-def _batch_size(credentials: dict) -> int:
-    try:
-        return positive_int(credentials, "embedding_batch_size", DEFAULT_BATCH_SIZE)
-    except CredentialsError as exc:
-        raise InvokeBadRequestError(str(exc)) from exc
 
 
 def _context_size(description: ModelDescription) -> int:

@@ -1,16 +1,16 @@
 """Text-to-speech models served by Xinference (`POST /v1/audio/speech`)."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from dify_plugin import TTSModel
 from dify_plugin.entities.model import AIModelEntity, ModelPropertyKey, ModelType
 from dify_plugin.errors.model import InvokeBadRequestError, InvokeServerUnavailableError
 
 from models.common.concurrency import ordered_map
-from models.common.credentials import ServerSettings, optional_text
+from models.common.credentials import ServerSettings, SpeechSettings
 from models.common.http import XinferenceClient
-from models.common.metadata import ModelDescription
 from models.common.model_base import XinferenceModel, customizable_schema
+from models.common.wire import ModelDescription
 from models.tts.voices import ALL_LANGUAGES, Voice, voices_for
 
 AUDIO_TYPE = "mp3"
@@ -23,7 +23,8 @@ _SPLIT_AFTER = r"[。！？；，、!?;,\n]|\.(?=\s|$)"
 _PROBE_TEXT = "Hello."
 
 
-class XinferenceText2SpeechModel(XinferenceModel, TTSModel):
+class XinferenceText2SpeechModel(XinferenceModel[SpeechSettings], TTSModel):
+    settings_type = SpeechSettings
     xinference_model_type = "audio"
     accepted_abilities = ("text2audio", "text2audio_zero_shot", "text2audio_voice_cloning", "text-to-audio")
     dify_type_name = "text-to-speech"
@@ -37,9 +38,8 @@ class XinferenceText2SpeechModel(XinferenceModel, TTSModel):
         voice: str,
         user: str | None = None,
     ) -> Iterator[bytes]:
-        settings = self.settings_of(credentials)
-        description = self.describe_checked(settings)
-        voice = (voice or "").strip() or _voices(credentials, description)[0].id
+        settings, description = self.prepare(credentials)
+        voice = (voice or "").strip() or _voices(settings, description)[0].id
         pieces = _pieces_of(content_text)
         if not pieces:
             raise InvokeBadRequestError("There is no text to speak: the text is empty or only punctuation.")
@@ -47,14 +47,11 @@ class XinferenceText2SpeechModel(XinferenceModel, TTSModel):
         return ordered_map(lambda piece: _speech(settings, piece, voice), pieces, MAX_WORKERS)
 
     def validate_credentials(self, model: str, credentials: dict) -> None:
-        def probe(settings: ServerSettings, description: ModelDescription) -> None:
-            _speech(settings, _PROBE_TEXT, _voices(credentials, description)[0].id)
-
-        self.validate_with_probe(credentials, probe)
+        self.validate_with_probe(credentials, _speak_a_probe_text)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
-        description = self.describe_checked(self.settings_of(credentials))
-        voices = _voices(credentials, description)
+        settings, description = self.prepare(credentials)
+        voices = _voices(settings, description)
         return customizable_schema(
             model,
             ModelType.TTS,
@@ -71,10 +68,10 @@ class XinferenceText2SpeechModel(XinferenceModel, TTSModel):
     # one table for every model type (models/common/errors.py).
 
 
-def _voices(credentials: Mapping, description: ModelDescription) -> tuple[Voice, ...]:
+def _voices(settings: SpeechSettings, description: ModelDescription) -> tuple[Voice, ...]:
     """The model family's known voices, default first; the `tts_voice` credential leads when set."""
     known = voices_for(description.model_family, description.model_name)
-    chosen = optional_text(credentials, "tts_voice")
+    chosen = settings.voice
     if not chosen:
         return known
     return (Voice(chosen, f"{chosen} (set for this model)", ALL_LANGUAGES),) + tuple(
@@ -87,12 +84,17 @@ def _pieces_of(text: str) -> list[str]:
     return [piece.strip() for piece in pieces if any(character.isalnum() for character in piece)]
 
 
+def _speak_a_probe_text(settings: SpeechSettings, description: ModelDescription) -> None:
+    _speech(settings, _PROBE_TEXT, _voices(settings, description)[0].id)
+
+
 def _speech(settings: ServerSettings, text: str, voice: str) -> bytes:
     # Blocking, not `stream: true`: the description does not say whether the engine can
     # stream (Kokoro, MeloTTS, F5-TTS, Qwen3-TTS refuse it), and a streamed failure would
     # only show after the 200. Pieces of a long text bring the first audio early instead.
     body = {"model": settings.model_uid, "input": text, "voice": voice, "response_format": AUDIO_TYPE, "speed": 1.0}
-    audio = XinferenceClient(settings).post_for_bytes("/v1/audio/speech", body)
+    # Each piece of a long text gets the whole invoke timeout: the audio is a stream.
+    audio = XinferenceClient(settings.restarted()).post_for_bytes("/v1/audio/speech", body)
     if not audio:
         raise InvokeServerUnavailableError(f"Xinference answered without any audio for {text[:50]!r}")
     return audio

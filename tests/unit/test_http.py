@@ -1,20 +1,29 @@
 """The shared HTTP layer: auth header, retries, stream framing, secrets."""
 
+import logging
 import socket
+import struct
 import threading
+import time
 
 import pytest
+import requests
 import responses
+import urllib3.exceptions
 from dify_plugin.errors.model import (
     InvokeAuthorizationError,
+    InvokeBadRequestError,
     InvokeConnectionError,
+    InvokeRateLimitError,
     InvokeServerUnavailableError,
 )
 
-from models.common import http
-from models.common.credentials import parse_settings
+from models.common import http, retry
+from models.common.credentials import CredentialsError, parse_settings
 from models.common.http import XinferenceClient
-from tests.unit.xinference import SERVER, closed_port, credentials, sse
+from models.common.sse import sse_data
+from models.common.transport import StaleConnectionError
+from tests.unit.xinference import SERVER, UID, assert_no_key_piece, closed_port, credentials, sse
 
 KEY = "xf-" + "k" * 48
 
@@ -57,7 +66,8 @@ def test_503_with_retry_after_is_retried_then_succeeds(sleeps):
 @responses.activate
 def test_503_retries_stop_at_max_retries_with_the_servers_words(sleeps):
     responses.get(f"{SERVER}/v1/models", status=503, headers={"Retry-After": "1"}, json={"detail": "Model is loading, please retry later: qwen"})
-    with pytest.raises(InvokeServerUnavailableError, match="Model is loading"):
+    # InvokeConnectionError: Dify's load balancer then tries another configured server.
+    with pytest.raises(InvokeConnectionError, match="Model is loading"):
         client(max_retries="2").get_json("/v1/models")
     assert len(responses.calls) == 3
     assert len(sleeps) == 2
@@ -69,14 +79,23 @@ def test_long_retry_after_is_capped(sleeps):
     responses.get(url, status=503, headers={"Retry-After": "30"}, json={"detail": "loading"})
     responses.get(url, json={"data": []})
     client().get_json("/v1/models")
-    assert sleeps == [http.MAX_RETRY_AFTER_WAIT]
+    assert sleeps == [retry.MAX_RETRY_AFTER_WAIT]
 
 
-@pytest.mark.parametrize("status", [401, 403, 404, 429, 500])
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, InvokeAuthorizationError),
+        (403, InvokeAuthorizationError),
+        (404, InvokeBadRequestError),
+        (429, InvokeRateLimitError),
+        (500, InvokeServerUnavailableError),
+    ],
+)
 @responses.activate
-def test_other_errors_are_never_retried(status, sleeps):
+def test_other_errors_are_never_retried(status, error, sleeps):
     responses.get(f"{SERVER}/v1/models", status=status, json={"detail": "no"})
-    with pytest.raises(Exception):
+    with pytest.raises(error):
         client().get_json("/v1/models")
     assert len(responses.calls) == 1
     assert sleeps == []
@@ -85,7 +104,7 @@ def test_other_errors_are_never_retried(status, sleeps):
 @responses.activate
 def test_503_without_retry_after_is_not_retried(sleeps):
     responses.get(f"{SERVER}/v1/models", status=503, body="Service Unavailable", content_type="text/plain")
-    with pytest.raises(InvokeServerUnavailableError, match="Service Unavailable"):
+    with pytest.raises(InvokeConnectionError, match="Service Unavailable"):
         client().get_json("/v1/models")
     assert len(responses.calls) == 1
 
@@ -127,7 +146,7 @@ def test_sse_framing_pings_and_done():
 
 def test_sse_events_split_across_network_chunks_are_reassembled():
     pieces = [b"da", b"ta: {\"n\"", b": 1}\r", b"\n\r\ndata: {\"n\": 2}\n\n", b"data: {\"n\": 3}"]
-    assert list(http._sse_data(iter(pieces))) == ['{"n": 1}', '{"n": 2}', '{"n": 3}']
+    assert list(sse_data(iter(pieces))) == ['{"n": 1}', '{"n": 2}', '{"n": 3}']
 
 
 @responses.activate
@@ -213,4 +232,247 @@ def test_https_to_a_server_that_speaks_no_tls_is_a_tls_error():
     server = _SilentServer(greeting=b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
     with pytest.raises(InvokeConnectionError, match="TLS error talking to https://127.0.0.1"):
         client(server_url=f"https://127.0.0.1:{server.port}", invoke_timeout="5").get_json("/v1/models")
+    server.listener.close()
+
+
+# ---- resets on reused connections ---------------------------------------------------------
+
+
+def _reset(connection: socket.socket) -> None:
+    """Closes with a TCP reset (RST) instead of a clean close (FIN)."""
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+
+def _read_request(connection: socket.socket) -> bool:
+    request = b""
+    while b"\r\n\r\n" not in request:
+        data = connection.recv(65536)
+        if not data:
+            return False
+        request += data
+    return True
+
+
+_MODELS_ANSWER = b'{"data": []}'
+_OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\nContent-Length: "
+
+
+class _ServerThatResetsIdleConnections(_LoopbackServer):
+    """Answers the first request on a connection, then resets the connection when the next
+    request arrives — what a proxy or NAT that forgot an idle connection does."""
+
+    def _handle(self, connection: socket.socket) -> None:
+        if _read_request(connection):
+            connection.sendall(_OK_HEAD + str(len(_MODELS_ANSWER)).encode() + b"\r\n\r\n" + _MODELS_ANSWER)
+        if _read_request(connection):
+            _reset(connection)
+
+
+class _ServerThatResetsEveryRequest(_LoopbackServer):
+    def _handle(self, connection: socket.socket) -> None:
+        if _read_request(connection):
+            _reset(connection)
+
+
+def test_a_reset_on_a_reused_keep_alive_connection_is_retried_once_on_a_fresh_one(sleeps):
+    server = _ServerThatResetsIdleConnections()
+    reused = client(server_url=f"http://127.0.0.1:{server.port}", max_retries="0")
+    assert reused.get_json("/v1/models") == {"data": []}
+    assert reused.get_json("/v1/models") == {"data": []}
+    assert len(server.connections) == 2
+    assert sleeps == []
+    server.listener.close()
+
+
+def test_a_reset_on_a_fresh_connection_is_not_sent_again(sleeps):
+    # The request may have reached the model: repeating it could run it twice.
+    server = _ServerThatResetsEveryRequest()
+    with pytest.raises(InvokeConnectionError, match="connection was reset"):
+        client(server_url=f"http://127.0.0.1:{server.port}", max_retries="3").get_json("/v1/models")
+    assert len(server.connections) == 1
+    assert sleeps == []
+    server.listener.close()
+
+
+# ---- streams give their connection back ------------------------------------------------------
+
+
+class _ServerOfChunkedStreams(_LoopbackServer):
+    """Answers every request on a connection with a chunked SSE stream whose last chunk
+    (the end of the body) comes after [DONE], in a write of its own."""
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            while _read_request(connection):
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
+                for event in (b'data: {"n": 1}\r\n\r\n', b"data: [DONE]\r\n\r\n"):
+                    connection.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+                time.sleep(0.05)
+                connection.sendall(b"0\r\n\r\n")
+
+
+def test_a_stream_is_read_past_done_so_its_connection_is_reused():
+    server = _ServerOfChunkedStreams()
+    streaming = client(server_url=f"http://127.0.0.1:{server.port}")
+    for _ in range(3):
+        assert [event["n"] for event in streaming.post_events("/v1/chat/completions", {})] == [1]
+    assert len(server.connections) == 1
+    server.listener.close()
+
+
+@responses.activate
+def test_an_error_event_mid_stream_is_redacted_and_classified():
+    responses.post(
+        f"{SERVER}/v1/chat/completions",
+        body=sse({"error": f"401: bad key {KEY[:20]} in Authorization: Bearer {KEY}"}, done=False),
+    )
+    with pytest.raises(InvokeAuthorizationError) as raised:
+        list(client(api_key=KEY).post_events("/v1/chat/completions", {}))
+    assert "reported mid-stream" in str(raised.value)
+    assert_no_key_piece(raised.value, KEY)
+
+
+# ---- the invoke timeout bounds the whole call -------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    """Sleeping advances the clock without waiting: the sleeps made so far."""
+    slept: list[float] = []
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + sum(slept))
+    monkeypatch.setattr(time, "sleep", slept.append)
+    return slept
+
+
+def test_retries_against_a_closed_port_stop_at_the_invoke_timeout(clock):
+    url = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(InvokeConnectionError, match="connection refused"):
+        client(server_url=url, invoke_timeout="2", max_retries="10").get_json("/v1/models")
+    # 0.25 + 0.5 + 1 = 1.75 s; the next back-off (2 s) would end past the deadline.
+    assert clock == [0.25, 0.5, 1.0]
+
+
+def test_max_retries_has_a_ceiling():
+    with pytest.raises(CredentialsError, match="max_retries must be a whole number from 0 to 10"):
+        parse_settings(credentials(max_retries="1000000"))
+    assert parse_settings(credentials(max_retries="10")).max_retries == 10
+
+
+@responses.activate
+def test_a_retry_after_that_would_outlast_the_invoke_timeout_is_not_waited_for(clock):
+    responses.get(f"{SERVER}/v1/models", status=503, headers={"Retry-After": "5"}, json={"detail": "Model is loading"})
+    with pytest.raises(InvokeConnectionError, match="Model is loading"):
+        client(invoke_timeout="3").get_json("/v1/models")
+    assert clock == []
+
+
+@responses.activate
+def test_one_deadline_covers_every_request_of_a_call(clock):
+    """What the describe request used up is gone for the request after it."""
+    settings = parse_settings(credentials(invoke_timeout="2", max_retries="5"))
+    models, chat = f"{SERVER}/v1/models/{UID}", f"{SERVER}/v1/chat/completions"
+    responses.get(models, status=503, headers={"Retry-After": "1.5"}, json={"detail": "Model is loading"})
+    responses.get(models, json={"model_type": "LLM"})
+    responses.post(chat, status=503, headers={"Retry-After": "1"}, json={"detail": "Model is loading"})
+    XinferenceClient(settings).get_json(f"/v1/models/{UID}")
+    with pytest.raises(InvokeConnectionError, match="Model is loading"):
+        XinferenceClient(settings).post_json("/v1/chat/completions", {})
+    assert clock == [1.5]
+
+
+@responses.activate
+def test_each_retry_is_logged_at_debug_level_without_the_key(caplog, sleeps):
+    url = f"{SERVER}/v1/models"
+    responses.get(url, status=503, headers={"Retry-After": "2"}, json={"detail": f"loading; you sent {KEY}"})
+    responses.get(url, json={"data": []})
+    with caplog.at_level(logging.DEBUG, logger="models.common.http"):
+        client(api_key=KEY).get_json("/v1/models")
+    retries = [record.getMessage() for record in caplog.records if record.name == "models.common.http"]
+    assert retries == ["Xinference GET /v1/models: HTTP 503, retrying in 2.00 s (retry 1 of at most 3)"]
+
+
+# ---- the retry decision on its own -----------------------------------------------------------
+
+
+def _answer(status: int, retry_after: str | None = None) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = retry_after
+    return response
+
+
+def _refused() -> requests.ConnectionError:
+    return requests.ConnectionError(urllib3.exceptions.NewConnectionError(None, "refused"))
+
+
+@pytest.mark.parametrize(
+    ("attempt", "failure", "max_retries", "time_left", "delay"),
+    [
+        (retry.Attempt(), _answer(503, "2"), 3, 60.0, 2.0),
+        (retry.Attempt(), _answer(503, "30"), 3, 60.0, retry.MAX_RETRY_AFTER_WAIT),
+        (retry.Attempt(), _answer(503, "-4"), 3, 60.0, 0.0),
+        (retry.Attempt(), _answer(503, "nan"), 3, 60.0, None),
+        (retry.Attempt(), _answer(503, "Wed, 21 Oct 2026 07:28:00 GMT"), 3, 60.0, None),
+        (retry.Attempt(), _answer(503), 3, 60.0, None),
+        (retry.Attempt(), _answer(500, "1"), 3, 60.0, None),
+        (retry.Attempt(retries=3), _answer(503, "1"), 3, 60.0, None),
+        (retry.Attempt(), _answer(503, "2"), 3, 1.5, None),
+        (retry.Attempt(), _refused(), 3, 60.0, 0.25),
+        (retry.Attempt(retries=2), _refused(), 3, 60.0, 1.0),
+        (retry.Attempt(retries=6), _refused(), 10, 60.0, retry.BACKOFF_CAP),
+        (retry.Attempt(), _refused(), 0, 60.0, None),
+        (retry.Attempt(), requests.ConnectionError("reset mid-answer"), 3, 60.0, None),
+        (retry.Attempt(retries=3), StaleConnectionError("idle connection reset"), 3, 60.0, 0.0),
+        (retry.Attempt(fresh_connection_tried=True), StaleConnectionError("reset again"), 3, 60.0, None),
+        (retry.Attempt(), StaleConnectionError("idle connection reset"), 3, 0.0, None),
+    ],
+)
+def test_the_retry_decision(attempt, failure, max_retries, time_left, delay):
+    assert retry.retry_delay(attempt, failure, max_retries=max_retries, time_left=time_left) == delay
+
+
+class _ServerThatTricklesItsAnswer(_LoopbackServer):
+    """Sends the headers at once, then one byte of the body every 0.2 s (20 bytes: 4 s)."""
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            if not _read_request(connection):
+                return
+            connection.sendall(_OK_HEAD + b"20\r\n\r\n")
+            try:
+                for _ in range(20):
+                    time.sleep(0.2)
+                    connection.sendall(b" ")
+            except OSError:
+                pass
+
+
+def test_a_blocking_answer_that_trickles_in_ends_at_the_invoke_timeout():
+    server = _ServerThatTricklesItsAnswer()
+    started = time.monotonic()
+    with pytest.raises(InvokeConnectionError, match="within 0.5 s"):
+        client(server_url=f"http://127.0.0.1:{server.port}", invoke_timeout="0.5").get_json("/v1/models")
+    # The whole answer would take 4 s; the call ends near 0.5 s (generous bound for a busy machine).
+    assert time.monotonic() - started < 3
+    server.listener.close()
+
+
+class _KeepAliveServer(_LoopbackServer):
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            while _read_request(connection):
+                connection.sendall(_OK_HEAD + str(len(_MODELS_ANSWER)).encode() + b"\r\n\r\n" + _MODELS_ANSWER)
+
+
+def test_blocking_answers_give_their_connection_back_to_the_pool():
+    server = _KeepAliveServer()
+    pooled = client(server_url=f"http://127.0.0.1:{server.port}")
+    for _ in range(3):
+        assert pooled.get_json("/v1/models") == {"data": []}
+    assert len(server.connections) == 1
     server.listener.close()

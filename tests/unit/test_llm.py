@@ -527,7 +527,7 @@ def test_malformed_event_is_a_clear_server_error():
         (500, "Internal Server Error: 1 validation error for CreateChatCompletion\ntop_k", InvokeBadRequestError, "validation error"),
         (500, "Internal Server Error: boom", InvokeServerUnavailableError, "boom"),
         (501, {"detail": "logit_bias is not supported"}, InvokeBadRequestError, "logit_bias"),
-        (503, "Service Unavailable", InvokeServerUnavailableError, "Service Unavailable"),
+        (503, "Service Unavailable", InvokeConnectionError, "Service Unavailable"),
     ],
 )
 @responses.activate

@@ -175,7 +175,7 @@ def test_image_documents_are_sent_as_data_urls_and_map_back():
         (429, {"detail": "Rate limit reached for the model."}, InvokeRateLimitError, "Rate limit reached"),
         (500, "Internal Server Error: boom", InvokeServerUnavailableError, "boom"),
         (500, {"detail": f"Model {UID} is not for reranking."}, InvokeBadRequestError, "wrong model type.*not for reranking"),
-        (503, "Service Unavailable", InvokeServerUnavailableError, "Service Unavailable"),
+        (503, "Service Unavailable", InvokeConnectionError, "Service Unavailable"),
     ],
 )
 @responses.activate

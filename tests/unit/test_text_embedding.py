@@ -297,7 +297,7 @@ def test_multimodal_call_with_only_text_sends_plain_strings():
         (429, {"detail": "Rate limit reached for the model."}, InvokeRateLimitError, "Rate limit reached"),
         (500, "Internal Server Error: boom", InvokeServerUnavailableError, "boom"),
         (500, {"detail": f"Model {UID} is not for creating embedding."}, InvokeBadRequestError, "wrong model type.*not for creating embedding"),
-        (503, "Service Unavailable", InvokeServerUnavailableError, "Service Unavailable"),
+        (503, "Service Unavailable", InvokeConnectionError, "Service Unavailable"),
     ],
 )
 @responses.activate

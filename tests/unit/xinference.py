@@ -104,3 +104,11 @@ def serve_answer(method: str, url: str, status: int, body: dict | str) -> None:
         responses.add(method, url, status=status, json=body)
     else:
         responses.add(method, url, status=status, body=body, content_type="text/plain")
+
+
+def assert_no_key_piece(error: BaseException, key: str) -> None:
+    """No piece of the key of 8+ characters in the error's message, args or repr."""
+    shown = " ".join([str(error), repr(error), repr(error.args), str(getattr(error, "description", ""))])
+    pieces = [key[start : start + 8] for start in range(len(key) - 7)] or [key]
+    leaked = [piece for piece in pieces if piece in shown]
+    assert not leaked, f"key pieces {leaked[:3]} in {shown[:300]!r}"
