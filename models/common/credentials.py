@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 DEFAULT_INVOKE_TIMEOUT = 60.0
+# The Dify plugin daemon ends every request after PLUGIN_MAX_EXECUTION_TIMEOUT (600 s by
+# default) whatever the plugin waits for: a longer invoke timeout is cut to this.
+MAX_INVOKE_TIMEOUT = 600.0
 DEFAULT_MAX_RETRIES = 3
 
 _FORBIDDEN_UID_CHARACTERS = "/?#"
@@ -44,7 +47,7 @@ def parse_settings(credentials: Mapping) -> ServerSettings:
         base_url=normalise_server_url(credentials.get("server_url")),
         model_uid=_model_uid(credentials.get("model_uid")),
         api_key=(str(credentials.get("api_key") or "").strip() or None),
-        invoke_timeout=positive_number(credentials, "invoke_timeout", DEFAULT_INVOKE_TIMEOUT),
+        invoke_timeout=min(positive_number(credentials, "invoke_timeout", DEFAULT_INVOKE_TIMEOUT), MAX_INVOKE_TIMEOUT),
         max_retries=non_negative_int(credentials, "max_retries", DEFAULT_MAX_RETRIES),
     )
 
