@@ -174,6 +174,10 @@ class DaemonClient:
             timeout=timeout,
         )
         result = DispatchResult()
+        if response.status_code != 200:
+            result.error = {"code": response.status_code, "message": response.text}
+            show(f"<<< HTTP {response.status_code}:", response.text, self.secrets)
+            return result
         for raw in response.iter_lines():
             result.longest_line_bytes = max(result.longest_line_bytes, len(raw))
             if not raw.startswith(b"data:"):
@@ -185,7 +189,4 @@ class DaemonClient:
             else:
                 result.error = event
                 show("<<< error:", event, self.secrets)
-        if response.status_code != 200:
-            result.error = result.error or {"code": response.status_code, "message": response.text}
-            show(f"<<< HTTP {response.status_code}:", response.text, self.secrets)
         return result
