@@ -178,7 +178,7 @@ class DaemonClient:
             result.error = {"code": response.status_code, "message": response.text}
             show(f"<<< HTTP {response.status_code}:", response.text, self.secrets)
             return result
-        for raw in response.iter_lines():
+        for raw in response.iter_lines(chunk_size=1 << 20):
             result.longest_line_bytes = max(result.longest_line_bytes, len(raw))
             if not raw.startswith(b"data:"):
                 continue

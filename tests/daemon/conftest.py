@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.client import DaemonClient, DispatchResult
+from tests.daemon.client import DISPATCH_TIMEOUT, DaemonClient, DispatchResult
 from tests.daemon.services import STATE_ROOT, DaemonStack, missing_prerequisites
 from tests.daemon.stub_models import ModelsStub
 from tests.runtime.conftest import STUB_API_KEY
@@ -22,6 +22,8 @@ from tests.runtime.harness import REPO_ROOT
 
 PROVIDER = "xinference"
 TIMINGS: dict[str, float] = {}
+# Every API key the tier sends, for the check that none reaches a log.
+SECRETS_USED: set[str] = {STUB_API_KEY}
 LONGEST_LINES: dict[str, int] = {}
 
 
@@ -94,14 +96,23 @@ def stub():
 
 
 @pytest.fixture
-def call(client, plugin_id):
+def call_with_timeout(client, plugin_id):
+    """`call_with_timeout(seconds)(route, model_type, credentials, **fields)`"""
+
+    def with_timeout(timeout: float):
+        def dispatch(route: str, model_type: str, credentials: dict, model: str = "my-model", **fields) -> DispatchResult:
+            data = {"provider": PROVIDER, "model_type": model_type, "model": model, "credentials": credentials, **fields}
+            return client.dispatch(plugin_id, route, data, timeout=timeout)
+
+        return dispatch
+
+    return with_timeout
+
+
+@pytest.fixture
+def call(call_with_timeout):
     """`call(route, model_type, credentials, **fields)`: one dispatch, as Dify's API server sends it."""
-
-    def dispatch(route: str, model_type: str, credentials: dict, model: str = "my-model", **fields) -> DispatchResult:
-        data = {"provider": PROVIDER, "model_type": model_type, "model": model, "credentials": credentials, **fields}
-        return client.dispatch(plugin_id, route, data)
-
-    return dispatch
+    return call_with_timeout(DISPATCH_TIMEOUT)
 
 
 def stub_credentials(stub, uid: str, **extra) -> dict:

@@ -121,7 +121,14 @@ class Postgres:
         return subprocess.run(probe, capture_output=True).returncode == 0
 
     def stop(self) -> None:
-        stop_process(self.process, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
+        # SIGINT is PostgreSQL's fast shutdown; `runuser` does not pass it on, so it goes to
+        # the postmaster named in its pid file.
+        try:
+            postmaster = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+            os.kill(postmaster, signal.SIGINT)
+        except (OSError, ValueError, IndexError):
+            pass
+        stop_process(self.process, signal.SIGINT)
 
 
 @dataclass
@@ -225,8 +232,10 @@ class Daemon:
         if migrate.returncode != 0:
             raise ServiceError(f"dify migrate failed:\n{migrate.stdout}{migrate.stderr}")
         with open(self.log, "ab") as output:
+            # Its own process group: the plugins it starts do not exit with it, stop() ends them all.
             self.process = subprocess.Popen(
-                [tool_path("dify-plugin-daemon")], cwd=self.root, env=env, stdout=output, stderr=subprocess.STDOUT
+                [tool_path("dify-plugin-daemon")], cwd=self.root, env=env, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         wait_until(self._healthy, "the plugin daemon", self.log, self.process)
 
@@ -237,7 +246,13 @@ class Daemon:
             return False
 
     def stop(self) -> None:
-        stop_process(self.process)
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # nothing to save: the next run starts afresh
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
 
 
 @dataclass

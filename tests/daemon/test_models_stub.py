@@ -2,11 +2,12 @@
 embeddings, rerank, speech-to-text, text-to-speech and its voices."""
 
 import io
+import secrets
 import wave
 
 import pytest
 
-from tests.daemon.conftest import stub_credentials
+from tests.daemon.conftest import SECRETS_USED, stub_credentials
 from tests.daemon.stub_models import EMBEDDING_DIMENSIONS, RERANK_UID, SPEECH, TRANSCRIPT, TTS_UID, WHISPER_UID
 from tests.runtime.harness import unused_port
 from tests.runtime.stub_xinference import CHAT_UID
@@ -35,11 +36,13 @@ def test_an_unknown_uid_is_refused_naming_it_and_what_runs(call, stub):
 
 
 def test_a_bad_api_key_is_refused_in_xinferences_words(call, stub):
-    result = call("model/validate_model_credentials", "llm", stub_credentials(stub, CHAT_UID, api_key="xf-wrong"))
+    wrong_key = "xf-" + secrets.token_hex(24)
+    SECRETS_USED.add(wrong_key)
+    result = call("model/validate_model_credentials", "llm", stub_credentials(stub, CHAT_UID, api_key=wrong_key))
 
     assert result.error_type == "CredentialsValidateFailedError"
     assert "Could not validate credentials" in result.error_message
-    assert "xf-wrong" not in result.error_message
+    assert wrong_key[:12] not in result.error_message and wrong_key[-12:] not in result.error_message
 
 
 def test_a_server_that_is_down_is_named(call, stub):
