@@ -48,6 +48,10 @@ PROVIDER = "xinference"
 USER_ID = "harness-user"
 STARTUP_TIMEOUT = 60.0  # first heartbeat; a cold interpreter with gevent takes a few seconds
 READ_TIMEOUT = 60.0  # the longest silence allowed inside one session
+# The daemon reads the plugin's stdout with a bufio.Scanner of this maximum token size
+# (PLUGIN_RUNTIME_MAX_BUFFER_SIZE): a line that does not fit, newline included, ends the
+# scanner, and the daemon kills the plugin. Sessions then never end.
+DAEMON_LINE_LIMIT_BYTES = 5_242_880
 
 REQUEST_MODELS: dict[str, type[BaseModel]] = {
     ModelActions.InvokeLLM.value: ModelInvokeLLMRequest,
@@ -145,6 +149,7 @@ class SessionChannel:
         self._sessions: dict[str, queue.Queue] = {}
         self._sessions_lock = threading.Lock()
         self._closed = threading.Event()
+        self.close_reason = "the plugin's output closed"
 
     # ---- what the plugin wrote --------------------------------------------------------
 
@@ -206,7 +211,7 @@ class SessionChannel:
             except queue.Empty:
                 pass
             if self._closed.is_set() and events.empty():
-                raise HarnessError(f"the plugin's output closed before session {session_id} ended")
+                raise HarnessError(f"{self.close_reason} before session {session_id} ended")
             if time.monotonic() > deadline:
                 raise HarnessError(f"no event for session {session_id} within {timeout:g} s")
 
@@ -376,6 +381,7 @@ class PluginProcess(SessionChannel):
     ) -> None:
         super().__init__()
         self.manifest: dict | None = None
+        self.longest_line_bytes = 0
         self._write_lock = threading.Lock()
         self.run = RunningPlugin(
             plugin_root, python or sys.executable, "local", env, self._receive_line, self._transport_closed
@@ -388,6 +394,19 @@ class PluginProcess(SessionChannel):
             raise
 
     def _receive_line(self, raw: str) -> None:
+        size = len(raw.encode("utf-8", errors="surrogateescape"))
+        if size > DAEMON_LINE_LIMIT_BYTES:
+            # As the daemon: the scanner stops ("bufio.Scanner: token too long"), the plugin is killed.
+            self.close_reason = (
+                f"the daemon would have killed the plugin: it wrote a stdout line of {size:,} bytes, "
+                f"over PLUGIN_RUNTIME_MAX_BUFFER_SIZE ({DAEMON_LINE_LIMIT_BYTES:,})"
+            )
+            self.longest_line_bytes = max(self.longest_line_bytes, size)
+            if getattr(self, "process", None) is not None:
+                self.process.kill()
+            self._transport_closed()
+            return
+        self.longest_line_bytes = max(self.longest_line_bytes, size)
         message = parse_line(raw)
         # The first thing the plugin prints is its manifest, a bare JSON object.
         if self.manifest is None and message is not None and "event" not in message:
