@@ -68,6 +68,14 @@ def client(daemon_stack) -> DaemonClient:
     return api
 
 
+@pytest.fixture
+def debug_client(daemon_stack) -> DaemonClient:
+    """A tenant of its own, with nothing installed: what it lists comes from remote debugging."""
+    api = DaemonClient(daemon_stack.daemon.url, daemon_stack.daemon.server_key)
+    api.secrets = (STUB_API_KEY,)
+    return api
+
+
 @pytest.fixture(scope="session")
 def installed(client, built_package) -> dict:
     """Uploads and installs the package as Dify's console does; the install task's result."""
