@@ -89,12 +89,25 @@ class SessionResult:
         return self.chunks[-1]
 
 
+# Strings the daemon's request structs mark `validate:"required"` (pkg/entities/requests/model.go)
+# though the SDK's models accept them empty: the daemon answers such a request with
+# PluginDaemonBadRequestError and never passes it on, so the stand-in refuses it too.
+DAEMON_REQUIRED_STRINGS = {
+    ModelActions.InvokeTTS.value: ("content_text", "voice", "tenant_id"),
+    ModelActions.InvokeRerank.value: ("query",),
+    ModelActions.InvokeSpeech2Text.value: ("file",),
+}
+
+
 def request_payload(action: str, model_type: str, model: str, credentials: Mapping, **fields) -> dict:
     """The `data` of a request line, validated and serialised by the SDK's request model."""
     try:
         request_model = REQUEST_MODELS[action]
     except KeyError:
         raise ValueError(f"the harness knows no request model for action {action!r}") from None
+    for name in DAEMON_REQUIRED_STRINGS.get(action, ()):
+        if not fields.get(name):
+            raise ValueError(f"the daemon refuses {action} without {name!r} (PluginDaemonBadRequestError)")
     request = request_model(
         user_id=USER_ID,
         provider=PROVIDER,

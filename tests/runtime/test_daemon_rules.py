@@ -1,12 +1,13 @@
-"""The stand-in keeps the daemon's stdout line limit, as the daemon tier shows it: a line
-over 5,242,880 bytes gets the plugin killed and its session never ends; a call of the
-`max_chunks` texts Dify sends stays well under it."""
+"""Where the stand-in follows the real daemon (the daemon tier shows the daemon doing it):
+a stdout line over 5,242,880 bytes gets the plugin killed and its session never ends, a
+call of the `max_chunks` texts Dify sends stays well under it, and requests the daemon's
+Go structs refuse never reach the plugin."""
 
 import pytest
 
 from tests.daemon.stub_models import ModelsStub
 from tests.runtime.conftest import STUB_API_KEY
-from tests.runtime.harness import DAEMON_LINE_LIMIT_BYTES, HarnessError, PluginProcess
+from tests.runtime.harness import DAEMON_LINE_LIMIT_BYTES, HarnessError, PluginProcess, request_payload
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +49,16 @@ def test_a_call_of_max_chunks_texts_stays_well_under_it(own_plugin, models_stub)
 
     assert result.ok, result.error
     assert own_plugin.longest_line_bytes < 0.6 * DAEMON_LINE_LIMIT_BYTES
+
+
+@pytest.mark.parametrize(
+    ("action", "model_type", "fields", "missing"),
+    [
+        ("invoke_tts", "tts", {"content_text": "Hello", "voice": "", "tenant_id": "t"}, "voice"),
+        ("invoke_rerank", "rerank", {"query": "", "docs": ["a"], "score_threshold": None, "top_n": None}, "query"),
+        ("invoke_speech2text", "speech2text", {"file": ""}, "file"),
+    ],
+)
+def test_requests_the_daemon_refuses_are_refused(action, model_type, fields, missing):
+    with pytest.raises(ValueError, match=f"the daemon refuses {action} without '{missing}'"):
+        request_payload(action, model_type, "m", {}, **fields)
