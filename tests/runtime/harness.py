@@ -395,6 +395,7 @@ class PluginProcess(SessionChannel):
         super().__init__()
         self.manifest: dict | None = None
         self.longest_line_bytes = 0
+        self.killed_for_line_limit = False
         self._write_lock = threading.Lock()
         self.run = RunningPlugin(
             plugin_root, python or sys.executable, "local", env, self._receive_line, self._transport_closed
@@ -407,8 +408,11 @@ class PluginProcess(SessionChannel):
             raise
 
     def _receive_line(self, raw: str) -> None:
+        if self.killed_for_line_limit:
+            return  # the daemon's scanner has stopped: nothing after that line is read
         size = len(raw.encode("utf-8", errors="surrogateescape"))
         if size > DAEMON_LINE_LIMIT_BYTES:
+            self.killed_for_line_limit = True
             # As the daemon: the scanner stops ("bufio.Scanner: token too long"), the plugin is killed.
             self.close_reason = (
                 f"the daemon would have killed the plugin: it wrote a stdout line of {size:,} bytes, "
