@@ -12,6 +12,7 @@ PATH, and remote installing (debugging) on its own loopback port. Everything lis
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -150,8 +151,6 @@ class Redis:
 
     def _ready(self) -> bool:
         try:
-            import socket
-
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
                 connection.sendall(b"PING\r\n")
                 return connection.recv(16).startswith(b"+PONG")
