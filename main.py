@@ -1,9 +1,42 @@
+import logging
+import os
+import sys
+
 from dify_plugin import DifyPluginEnv, Plugin
 
+from models.common.credentials import MAX_INVOKE_TIMEOUT
+
 # Xinference answers can take minutes (long generations, models that are still loading);
-# the per-request timeout is the user's "invoke timeout" credential, so the runtime's
-# own limit must not cut a request short first.
-plugin = Plugin(DifyPluginEnv(MAX_REQUEST_TIMEOUT=1200))
+# the per-request timeout is the user's "invoke timeout" credential. The daemon cuts every
+# request at PLUGIN_MAX_EXECUTION_TIMEOUT (600 s by default), and so does the plugin.
+plugin = Plugin(DifyPluginEnv(MAX_REQUEST_TIMEOUT=int(MAX_INVOKE_TIMEOUT)))
+
+
+class RemoteDebuggingLog(logging.Filter):
+    """Remote debugging: the SDK retries a refused key forever, logging a traceback for each
+    failed read and write. A refused key ends the plugin with one line; other connection
+    errors are shown once each, without the traceback."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "handshake failed, invalid key" in message:
+            sys.stderr.write(
+                "remote debugging: Dify refused REMOTE_INSTALL_KEY (handshake failed, invalid key). "
+                "Copy the current key from Dify's Plugins page (Debugging) into .env and start again.\n"
+            )
+            sys.stderr.flush()
+            os._exit(1)
+        record.exc_info, record.exc_text = None, None
+        first_time = message not in self.seen
+        self.seen.add(message)
+        return first_time
+
+
+logging.getLogger("dify_plugin.core.server.tcp.request_reader").addFilter(RemoteDebuggingLog())
 
 if __name__ == "__main__":
     plugin.run()

@@ -1,237 +1,90 @@
-"""Builds and checks a .difypkg the way `dify plugin package` and the Marketplace do.
+"""What `dify plugin package` leaves unchecked, and the identifier the daemon gives a package.
 
-A .difypkg is a zip of the plugin folder: every file not excluded by `.difyignore`
-(gitignore syntax; `.gitignore` when there is no `.difyignore`; nothing is excluded
-by default), at sorted `/` paths, at most 50 MB uncompressed. Before writing it, the
-checks below report every rule the package breaks, one line each:
-  - what the packager and the daemon validate (manifest fields and patterns, provider
-    file, assets), read from langgenius/dify-plugin-daemon;
-  - what Marketplace review asks for (privacy policy, English README, no secrets or
-    build leftovers, file count, bounded requirements, SDK version, author name).
+The official CLI builds the .difypkg and validates what the daemon needs to load it
+(manifest fields, provider file, icons, 50 MB, `.difyignore`). This module reads the
+package it built and reports, one line each, only what the CLI lets through:
+  - what the daemon refuses at install though the CLI accepts it (author and name patterns);
+  - what Marketplace review refuses (langgenius/dify-marketplace-toolkit): privacy policy,
+    source repository, contact, README in English with a repository link, files that must
+    not ship, at most 5,000 files, bounded requirements, one dependency file, the SDK version,
+    an author name free of "dify"/"langgenius";
+  - one rule of our own: every credential field sets `required` (the SDK and the daemon
+    default it differently).
+
+`unique_identifier` is `author/name:version@sha256` exactly as the daemon computes it
+(pkg/plugin_packager/decoder/checksum.go): sha256 over the concatenated
+`sha256(path) ‖ sha256(content)` of every zip entry, sorted by path.
 
 Used by `scripts/package`; runs with the project's .venv (PyYAML, packaging).
 """
 
-import io
+import hashlib
+import posixpath
 import re
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
-MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
 MAX_FILES = 5000
-VERSION_PATTERN = re.compile(r"^\d{1,4}(\.\d{1,4}){2}(-\w{1,16})?$")
-AUTHOR_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
+AUTHOR_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")  # the daemon's plugin_unique_identifier rule
 NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,128}$")
-ARCHES = {"amd64", "arm64"}
-RUNNER = {"language": "python", "version": "3.12", "entrypoint": "main"}
-TAGS = {
-    "search", "image", "videos", "weather", "finance", "design", "travel", "social", "news",
-    "medical", "productivity", "education", "business", "entertainment", "utilities", "agent",
-    "rag", "other", "trigger",
-}  # fmt: skip
-LOCALES = ("en_US", "zh_Hans", "ja_JP", "pt_BR")
-MODEL_TYPES = {"llm", "text-embedding", "rerank", "speech2text", "tts", "moderation"}
-CONFIGURATE_METHODS = {"predefined-model", "customizable-model"}
-FORM_TYPES = {"text-input", "secret-input", "select", "radio", "switch"}
-NON_MODEL_EXTENSIONS = ("tools", "endpoints", "agent_strategies", "datasources", "triggers")
+FORBIDDEN_AUTHOR_WORDS = ("dify", "langgenius")
 MINIMUM_SDK = Version("0.9.0")
 UPPER_BOUND_OPERATORS = {"==", "===", "~=", "<", "<="}
-FORBIDDEN_AUTHOR_WORDS = ("dify", "langgenius")
 MIN_PRIVACY_POLICY_CHARS = 300
-ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # fixed, so the same tree gives the same bytes
-
-
-# ---- which files go into the package ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IgnorePattern:
-    """One `.difyignore` line, matched as the daemon's packager (go-git's gitignore) does."""
-
-    parts: tuple[str, ...]
-    dir_only: bool
-    anchored: bool  # the pattern has a `/` inside: matched from the root, not by name
-    negated: bool
-    line: str
-
-    @classmethod
-    def parse(cls, line: str) -> "IgnorePattern":
-        text = line
-        negated = text.startswith("!")
-        if negated:
-            text = text[1:]
-        if not text.endswith("\\ "):
-            text = text.rstrip(" ")
-        dir_only = text.endswith("/")
-        if dir_only:
-            text = text[:-1]
-        return cls(tuple(text.split("/")), dir_only, "/" in text, negated, line)
-
-    def excludes(self, parts: list[str], is_dir: bool) -> bool:
-        matched = self._glob_match(parts, is_dir) if self.anchored else self._name_match(parts, is_dir)
-        return matched and not self.negated
-
-    def _name_match(self, parts: list[str], is_dir: bool) -> bool:
-        for position, name in enumerate(parts):
-            if _component_matches(self.parts[0], name):
-                return not (self.dir_only and not is_dir and position == len(parts) - 1)
-        return False
-
-    def _glob_match(self, parts: list[str], is_dir: bool) -> bool:
-        remaining = list(parts)
-        matched = traverse = False
-        for position, piece in enumerate(self.parts):
-            if piece == "":
-                traverse = False
-                continue
-            if piece == "**":
-                if position == len(self.parts) - 1:
-                    break
-                traverse = True
-                continue
-            if "**" in piece or not remaining:
-                return False
-            if traverse:
-                traverse = False
-                while remaining:
-                    name = remaining.pop(0)
-                    if _component_matches(piece, name):
-                        matched = True
-                        break
-                    if not remaining:
-                        matched = False
-            else:
-                if not _component_matches(piece, remaining.pop(0)):
-                    return False
-                matched = True
-        if matched and self.dir_only and not is_dir and not remaining:
-            return False
-        return matched
-
-
-def _component_matches(pattern: str, name: str) -> bool:
-    """Go's `filepath.Match` for one path component: `*`, `?`, `[...]` (`^` negates), `\\x`."""
-    regex, position = [], 0
-    while position < len(pattern):
-        char = pattern[position]
-        if char == "*":
-            regex.append("[^/]*")
-        elif char == "?":
-            regex.append("[^/]")
-        elif char == "\\" and position + 1 < len(pattern):
-            position += 1
-            regex.append(re.escape(pattern[position]))
-        elif char == "[":
-            end = pattern.find("]", position + 2)
-            if end == -1:
-                return False  # Go reports ErrBadPattern; the packager then treats it as no match
-            body = pattern[position + 1 : end].replace("\\", "\\\\")
-            regex.append("[" + ("^" + body[1:] if body.startswith("^") else body) + "]")
-            position = end
-        else:
-            regex.append(re.escape(char))
-        position += 1
-    return re.fullmatch("".join(regex), name) is not None
-
-
-def read_ignore_file(root: Path) -> tuple[str | None, list[IgnorePattern]]:
-    for name in (".difyignore", ".gitignore"):
-        path = root / name
-        if path.is_file():
-            lines = (line.strip() for line in path.read_text(encoding="utf-8").split("\n"))
-            return name, [IgnorePattern.parse(line) for line in lines if line and not line.startswith("#")]
-    return None, []
-
-
-def packaged_files(root: Path, patterns: list[IgnorePattern]) -> list[str]:
-    """The `/`-separated paths, sorted, of every file the package will hold."""
-    found: list[str] = []
-
-    def walk(folder: Path, prefix: list[str]) -> None:
-        for entry in sorted(folder.iterdir(), key=lambda path: path.name):
-            parts = [*prefix, entry.name]
-            is_dir = entry.is_dir() and not entry.is_symlink()
-            if any(pattern.excludes(parts, is_dir) for pattern in patterns):
-                continue
-            if is_dir:
-                walk(entry, parts)
-            elif entry.is_file():
-                found.append("/".join(parts))
-
-    walk(root, [])
-    return sorted(found)
-
-
-# ---- the package under check -------------------------------------------------------------
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+SOURCE_REPOSITORY = re.compile(
+    r"https?://(?:www\.)?(?:github\.com|gitlab\.com|bitbucket\.org|gitee\.com|codeberg\.org|git\.sr\.ht)/[^\s)>\"]+",
+    re.IGNORECASE,
+)
+CJK = re.compile(r"[\u3400-\u4DBF\u4E00-\u9FFF]")
+CODE_FENCE = re.compile(r"```.*?```", re.DOTALL)
 
 
 @dataclass
-class PluginFolder:
-    """The plugin folder as the package will hold it, with its YAML files parsed."""
+class Package:
+    """A built .difypkg: its entries and the parsed manifest."""
 
-    root: Path
-    ignore_file: str | None
-    ignore_patterns: list[IgnorePattern]
-    files: list[str]
-    file_set: set[str]
-    manifest: dict = field(default_factory=dict)
-    providers: dict[str, dict] = field(default_factory=dict)  # plugins.models path → parsed
-    load_problems: list[str] = field(default_factory=list)
+    path: Path
+    names: list[str]
+    contents: dict[str, bytes]
+    manifest: dict
 
     @classmethod
-    def open(cls, root: Path) -> "PluginFolder":
-        ignore_file, patterns = read_ignore_file(root)
-        files = packaged_files(root, patterns)
-        folder = cls(root, ignore_file, patterns, files, set(files))
-        folder._load_yaml_files()
-        return folder
+    def open(cls, path: Path) -> "Package":
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            contents = {name: archive.read(name) for name in names}
+        manifest = yaml.safe_load(contents.get("manifest.yaml", b"{}")) or {}
+        return cls(path, names, contents, manifest if isinstance(manifest, dict) else {})
 
-    def _load_yaml_files(self) -> None:
-        manifest, problem = self._load_yaml("manifest.yaml")
-        if problem:
-            self.load_problems.append(problem)
-            return
-        self.manifest = manifest
-        for path in _get(manifest, "plugins.models") or []:
-            provider, problem = self._load_yaml(str(path))
-            if problem:
-                self.load_problems.append(f"manifest plugins.models: {problem}")
-            else:
-                self.providers[str(path)] = provider
+    def has(self, name: str) -> bool:
+        return name in self.contents
 
-    def _load_yaml(self, path: str) -> tuple[dict, str | None]:
-        if not self.has(path):
-            return {}, f"{path} is not in the package"
-        try:
-            data = yaml.safe_load(self.text(path))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            return {}, f"{path} does not parse as YAML: {str(exc).splitlines()[0]}"
-        if not isinstance(data, dict):
-            return {}, f"{path} is not a YAML mapping"
-        return data, None
-
-    def has(self, path: str) -> bool:
-        return str(PurePosixPath(path)) in self.file_set
-
-    def size(self, path: str) -> int:
-        return (self.root / path).stat().st_size
-
-    def text(self, path: str) -> str:
-        return (self.root / path).read_text(encoding="utf-8")
-
-    def asset(self, name: str) -> bool:
-        return self.has(f"_assets/{name}")
+    def text(self, name: str) -> str:
+        return self.contents[name].decode("utf-8", errors="replace")
 
 
-Check = Callable[[PluginFolder], Iterator[str]]
+def unique_identifier(package: Package) -> str:
+    """`author/name:version@checksum`, the identifier the daemon gives this package."""
+    digests = {}
+    for name, content in package.contents.items():
+        directory, filename = posixpath.split(name)
+        digests[posixpath.join(directory, filename)] = hashlib.sha256(content).digest()
+    joined = b"".join(hashlib.sha256(name.encode()).digest() + digests[name] for name in sorted(digests))
+    manifest = package.manifest
+    identity = f"{manifest.get('author')}/{manifest.get('name')}:{manifest.get('version')}"
+    return f"{identity}@{hashlib.sha256(joined).hexdigest()}"
+
+
+# ---- the checks ------------------------------------------------------------------------
+
+Check = Callable[[Package], Iterator[str]]
 CHECKS: list[Check] = []
 
 
@@ -240,246 +93,106 @@ def check(function: Check) -> Check:
     return function
 
 
-def violations(folder: PluginFolder) -> list[str]:
-    return [problem for run in CHECKS for problem in run(folder)]
+def violations(package: Package) -> list[str]:
+    return [problem for run in CHECKS for problem in run(package)]
 
 
-def _get(mapping: object, dotted: str) -> Any:  # a parsed YAML value
-    for key in dotted.split("."):
-        if not isinstance(mapping, dict):
-            return None
-        mapping = mapping.get(key)
-    return mapping
-
-
-# ---- manifest.yaml -----------------------------------------------------------------------
+def warnings(package: Package) -> list[str]:
+    """What blocks only a Marketplace submission and needs a decision we cannot make here."""
+    contact = str(package.manifest.get("contact") or "")
+    if not contact:
+        return ["manifest contact is missing: Marketplace review requires the maintainer's email"]
+    return []
 
 
 @check
-def yaml_files_load(folder: PluginFolder) -> Iterator[str]:
-    yield from folder.load_problems
-
-
-@check
-def manifest_fields(folder: PluginFolder) -> Iterator[str]:
-    manifest = folder.manifest
-    if not manifest:
-        return
-    for key in ("version", "meta.version"):
-        value = _get(manifest, key)
-        if not VERSION_PATTERN.match(str(value or "")):
-            yield f"manifest {key} {value!r} does not match {VERSION_PATTERN.pattern}"
-    if manifest.get("type") != "plugin":
-        yield f"manifest type must be 'plugin', got {manifest.get('type')!r}"
-    author, name = str(manifest.get("author") or ""), str(manifest.get("name") or "")
+def identity(package: Package) -> Iterator[str]:
+    author, name = str(package.manifest.get("author") or ""), str(package.manifest.get("name") or "")
     if not AUTHOR_PATTERN.match(author):
-        yield f"manifest author {author!r} does not match {AUTHOR_PATTERN.pattern}"
+        yield f"manifest author {author!r} does not match {AUTHOR_PATTERN.pattern} (the daemon refuses it)"
     elif any(word in author for word in FORBIDDEN_AUTHOR_WORDS):
         yield f"manifest author {author!r} must not contain 'dify' or 'langgenius' (Marketplace)"
     if not NAME_PATTERN.match(name):
-        yield f"manifest name {name!r} does not match {NAME_PATTERN.pattern}"
-    for key in ("label", "description"):
-        if not str(_get(manifest, f"{key}.en_US") or "").strip():
-            yield f"manifest {key}.en_US is missing"
-    yield from _manifest_created_at(manifest)
-    memory = _get(manifest, "resource.memory")
-    if not isinstance(memory, int) or isinstance(memory, bool) or memory <= 0:
-        yield f"manifest resource.memory must be a positive number of bytes, got {memory!r}"
-    yield from _manifest_meta(folder, manifest)
-    bad_tags = sorted(set(manifest.get("tags") or []) - TAGS)
-    if bad_tags:
-        yield f"manifest tags {bad_tags} are not Dify tags ({', '.join(sorted(TAGS))})"
-
-
-def _manifest_created_at(manifest: dict) -> Iterator[str]:
-    created_at = manifest.get("created_at")
-    if isinstance(created_at, datetime):
-        return
-    try:
-        datetime.fromisoformat(str(created_at).replace("Z", "+00:00"))
-    except ValueError:
-        yield f"manifest created_at must be an RFC 3339 time, got {created_at!r}"
-
-
-def _manifest_meta(folder: PluginFolder, manifest: dict) -> Iterator[str]:
-    arch = _get(manifest, "meta.arch")
-    if not isinstance(arch, list) or not arch or not set(arch) <= ARCHES:
-        yield f"manifest meta.arch must be a non-empty subset of {sorted(ARCHES)}, got {arch!r}"
-    for key, expected in RUNNER.items():
-        value = _get(manifest, f"meta.runner.{key}")
-        if str(value) != expected:
-            yield f"manifest meta.runner.{key} must be {expected!r}, got {value!r}"
-    entrypoint = _get(manifest, "meta.runner.entrypoint")
-    if entrypoint == RUNNER["entrypoint"] and not folder.has(f"{entrypoint}.py"):
-        yield f"the entrypoint {entrypoint}.py is not in the package"
+        yield f"manifest name {name!r} does not match {NAME_PATTERN.pattern} (the daemon refuses it)"
 
 
 @check
-def manifest_icons(folder: PluginFolder) -> Iterator[str]:
-    if not folder.manifest:
-        return
-    for key in ("icon", "icon_dark"):
-        icon = folder.manifest.get(key)
-        if key == "icon" and not icon:
-            yield "manifest icon is missing"
-        elif icon and not folder.asset(str(icon)):
-            yield f"manifest {key} {icon!r} is not in _assets/"
-
-
-@check
-def manifest_extensions(folder: PluginFolder) -> Iterator[str]:
-    if not folder.manifest:
-        return
-    plugins = folder.manifest.get("plugins") or {}
-    for kind in NON_MODEL_EXTENSIONS:
-        if plugins.get(kind):
-            yield f"manifest plugins.{kind} must be empty: a model plugin declares only models"
-    if not plugins.get("models"):
-        yield "manifest plugins.models must list the provider file"
-
-
-@check
-def marketplace_manifest_links(folder: PluginFolder) -> Iterator[str]:
-    if not folder.manifest:
-        return
-    privacy = folder.manifest.get("privacy")
+def marketplace_links(package: Package) -> Iterator[str]:
+    privacy = package.manifest.get("privacy")
+    if not package.has("PRIVACY.md"):
+        yield "PRIVACY.md is not in the package (Marketplace)"
     if not privacy:
         yield "manifest privacy is missing: point it at PRIVACY.md (Marketplace)"
-    elif not folder.has(str(privacy)):
+    elif package.has(str(privacy)):
+        if not _real_policy(package.text(str(privacy))):
+            yield f"{privacy} must be a real privacy policy (at least {MIN_PRIVACY_POLICY_CHARS} characters, no placeholders)"
+    elif privacy != "PRIVACY.md":
         yield f"manifest privacy {privacy!r} is not in the package"
-    repo = str(folder.manifest.get("repo") or "")
-    if not re.match(r"^https?://[^\s/]+/\S+$", repo):
-        yield f"manifest repo must be the URL of the source repository (Marketplace), got {repo!r}"
-
-
-# ---- the provider file -------------------------------------------------------------------
-
-
-@check
-def provider_fields(folder: PluginFolder) -> Iterator[str]:
-    for path, provider in folder.providers.items():
-        if not str(provider.get("provider") or "").strip():
-            yield f"{path}: provider is missing"
-        if not str(_get(provider, "label.en_US") or "").strip():
-            yield f"{path}: label.en_US is missing"
-        types = provider.get("supported_model_types") or []
-        if not types or not set(types) <= MODEL_TYPES:
-            yield f"{path}: supported_model_types must be a non-empty subset of {sorted(MODEL_TYPES)}, got {types!r}"
-        methods = provider.get("configurate_methods") or []
-        if not methods or not set(methods) <= CONFIGURATE_METHODS:
-            yield f"{path}: configurate_methods must be a non-empty subset of {sorted(CONFIGURATE_METHODS)}, got {methods!r}"
-        yield from _provider_forms(path, provider)
-
-
-def _provider_forms(path: str, provider: dict) -> Iterator[str]:
-    for schema in ("provider_credential_schema", "model_credential_schema"):
-        for form in _get(provider, f"{schema}.credential_form_schemas") or []:
-            variable = form.get("variable")
-            if form.get("type") not in FORM_TYPES:
-                yield f"{path}: {schema} field {variable!r} has type {form.get('type')!r}, not one of {sorted(FORM_TYPES)}"
-            if "required" not in form:
-                yield f"{path}: {schema} field {variable!r} must set `required` (the SDK and the daemon default differently)"
-
-
-@check
-def provider_sources(folder: PluginFolder) -> Iterator[str]:
-    for path, provider in folder.providers.items():
-        python = _get(provider, "extra.python") or {}
-        source = python.get("provider_source")
-        if not source:
-            yield f"{path}: extra.python.provider_source is missing"
-        elif not folder.has(str(source)):
-            yield f"{path}: extra.python.provider_source {source} is not in the package"
-        model_sources = python.get("model_sources") or []
-        if not model_sources:
-            yield f"{path}: extra.python.model_sources is empty"
-        for model_source in model_sources:
-            if not folder.has(str(model_source)):
-                yield f"{path}: extra.python.model_sources {model_source} is not in the package"
-
-
-@check
-def provider_icons(folder: PluginFolder) -> Iterator[str]:
-    for path, provider in folder.providers.items():
-        for key in ("icon_small", "icon_large", "icon_small_dark", "icon_large_dark"):
-            icons = provider.get(key) or {}
-            for locale in LOCALES:
-                icon = icons.get(locale) if isinstance(icons, dict) else None
-                if icon and not folder.asset(str(icon)):
-                    yield f"{path}: {key}.{locale} {icon!r} is not in _assets/"
-
-
-# ---- Marketplace review ------------------------------------------------------------------
-
-
-@check
-def documents(folder: PluginFolder) -> Iterator[str]:
-    if not folder.has("README.md"):
-        yield "README.md is not in the package (Dify requires it to install)"
-    elif not _mostly_english(folder.text("README.md")):
-        yield "README.md must be in English (translations go in readme/README_<lang>.md)"
-    privacy = folder.manifest.get("privacy")
-    if privacy and folder.has(str(privacy)) and not _real_policy(folder.text(str(privacy))):
-        yield f"{privacy} must be a real privacy policy (at least {MIN_PRIVACY_POLICY_CHARS} characters, no placeholders)"
-
-
-def _mostly_english(text: str) -> bool:
-    letters = [char for char in text if char.isalpha()]
-    return bool(letters) and sum(char.isascii() for char in letters) / len(letters) >= 0.9
+    repo = str(package.manifest.get("repo") or "")
+    if not SOURCE_REPOSITORY.fullmatch(repo):
+        yield f"manifest repo must be the URL of the source repository on a known forge (Marketplace), got {repo!r}"
+    contact = package.manifest.get("contact")
+    if contact and not EMAIL.match(str(contact)):
+        yield f"manifest contact must be an email address (Marketplace), got {contact!r}"
 
 
 def _real_policy(text: str) -> bool:
-    placeholder = re.search(r"\b(TODO|TBD|lorem ipsum)\b|<[^>]*>", text, re.IGNORECASE)
+    placeholder = re.search(r"\b(TODO|TBD|lorem ipsum)\b|<[^>]*>|please fill in", text, re.IGNORECASE)
     return len(text.strip()) >= MIN_PRIVACY_POLICY_CHARS and not placeholder
+
+
+@check
+def readme(package: Package) -> Iterator[str]:
+    if not package.has("README.md"):
+        yield "README.md is not in the package (Marketplace)"
+        return
+    text = package.text("README.md")
+    if not SOURCE_REPOSITORY.search(text):
+        yield "README.md must link a source repository (Marketplace)"
+    cjk = len(CJK.findall(CODE_FENCE.sub("", text)))
+    if cjk:
+        yield f"README.md must be in English: {cjk} CJK characters outside code blocks (translations go in readme/README_<lang>.md)"
 
 
 _LEFTOVERS: list[tuple[Callable[[PurePosixPath], bool], str]] = [
     (lambda path: path.name == ".env" or path.name.startswith(".env.") and path.name != ".env.example",
      "a .env file (secrets)"),
-    (lambda path: ".git" in path.parts[:-1] or path.name == ".git", "git metadata"),
-    (lambda path: any(part in (".venv", "venv") for part in path.parts[:-1]) or path.name == "pyvenv.cfg",
+    (lambda path: ".git" in path.parts, "git metadata"),
+    (lambda path: any(part in (".venv", "venv", "env") for part in path.parts[:-1]) or path.name == "pyvenv.cfg",
      "a virtual environment"),
     (lambda path: "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"), "Python bytecode"),
     (lambda path: path.suffix == ".log" or "logs" in path.parts[:-1], "a log file"),
+    (lambda path: bool({".idea", ".vscode", "node_modules", ".pytest_cache", ".mypy_cache", ".ruff_cache"} & set(path.parts)),
+     "an editor or tool folder"),
+    (lambda path: path.suffix in (".pem", ".key"), "a private key or certificate"),
+    (lambda path: path.suffix in (".swp", ".swo", ".bak", ".orig") or path.name.endswith("~") or path.name == ".DS_Store",
+     "an editor or system leftover"),
 ]  # fmt: skip
 
 
 @check
-def leftovers(folder: PluginFolder) -> Iterator[str]:
-    for path in folder.files:
-        posix = PurePosixPath(path)
-        reason = next((what for matches, what in _LEFTOVERS if matches(posix)), None)
+def leftovers(package: Package) -> Iterator[str]:
+    for name in package.names:
+        reason = next((what for matches, what in _LEFTOVERS if matches(PurePosixPath(name))), None)
         if reason:
-            yield f"{path} is {reason} and must not ship: add it to {folder.ignore_file or '.difyignore'}"
+            yield f"{name} is {reason} and must not ship: add it to .difyignore"
 
 
 @check
-def ignore_file_is_understood(folder: PluginFolder) -> Iterator[str]:
-    for pattern in folder.ignore_patterns:
-        if pattern.negated:
-            yield f"{folder.ignore_file}: {pattern.line!r} re-includes files, which `dify plugin package` ignores"
+def file_count(package: Package) -> Iterator[str]:
+    if len(package.names) > MAX_FILES:
+        yield f"the package holds {len(package.names)} files, more than the Marketplace's {MAX_FILES}"
 
 
 @check
-def size_and_count(folder: PluginFolder) -> Iterator[str]:
-    if len(folder.files) > MAX_FILES:
-        yield f"the package holds {len(folder.files)} files, more than the Marketplace's {MAX_FILES}"
-    sizes = sorted(((folder.size(path), path) for path in folder.files), reverse=True)
-    total = sum(size for size, _ in sizes)
-    if total > MAX_UNCOMPRESSED_BYTES:
-        largest = ", ".join(f"{path} ({size} bytes)" for size, path in sizes[:5])
-        yield f"the package is {total} bytes uncompressed, more than {MAX_UNCOMPRESSED_BYTES}; largest: {largest}"
-
-
-@check
-def requirements(folder: PluginFolder) -> Iterator[str]:
-    if not folder.has("requirements.txt"):
+def requirements(package: Package) -> Iterator[str]:
+    if not package.has("requirements.txt"):
         yield "requirements.txt is not in the package"
         return
-    if folder.has("pyproject.toml"):
+    if package.has("pyproject.toml"):
         yield "both requirements.txt and pyproject.toml ship; the daemon prefers pyproject.toml: keep one"
     sdk_seen = False
-    for number, raw in enumerate(folder.text("requirements.txt").splitlines(), start=1):
+    for number, raw in enumerate(package.text("requirements.txt").splitlines(), start=1):
         line = raw.split(" #")[0].strip()
         if not line or line.startswith("#"):
             continue
@@ -513,19 +226,13 @@ def _allows_below(requirement: Requirement, minimum: Version) -> bool:
     return True
 
 
-# ---- the zip -----------------------------------------------------------------------------
-
-
-def package_name(folder: PluginFolder) -> str:
-    return f"{folder.manifest.get('name')}-{folder.manifest.get('version')}.difypkg"
-
-
-def zip_bytes(folder: PluginFolder) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in folder.files:
-            entry = zipfile.ZipInfo(path, date_time=ZIP_TIMESTAMP)
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = 0o644 << 16
-            archive.writestr(entry, (folder.root / path).read_bytes())
-    return buffer.getvalue()
+@check
+def credential_fields_set_required(package: Package) -> Iterator[str]:
+    for path in (package.manifest.get("plugins") or {}).get("models") or []:
+        if not package.has(str(path)):
+            continue  # the CLI refuses a missing provider file
+        provider = yaml.safe_load(package.text(str(path))) or {}
+        for schema in ("provider_credential_schema", "model_credential_schema"):
+            for form in ((provider.get(schema) or {}).get("credential_form_schemas")) or []:
+                if "required" not in form:
+                    yield f"{path}: {schema} field {form.get('variable')!r} must set `required` (the SDK and the daemon default differently)"

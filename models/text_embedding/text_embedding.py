@@ -26,6 +26,7 @@ from models.common.http import XinferenceClient
 from models.common.model_base import XinferenceModel, customizable_schema
 from models.common.tokens import cut_to_tokens, estimate_tokens
 from models.common.wire import EmbeddingAnswer, ModelDescription, multimodal_inputs, parse_wire
+from models.text_embedding.limits import max_chunks
 
 # Built-in models declare `max_tokens`; a custom model registered without it gets this.
 DEFAULT_CONTEXT_SIZE = 512
@@ -80,7 +81,7 @@ class XinferenceTextEmbeddingModel(XinferenceModel[EmbeddingSettings], TextEmbed
                 ModelPropertyKey.CONTEXT_SIZE: _context_size(description),
                 # Dify hands over at most this many texts per call, one call after another:
                 # room for several batches lets them run concurrently.
-                ModelPropertyKey.MAX_CHUNKS: settings.batch_size * CONCURRENT_BATCHES,
+                ModelPropertyKey.MAX_CHUNKS: max_chunks(description.dimensions, settings.batch_size * CONCURRENT_BATCHES),
             },
             features=[ModelFeature.VISION] if description.has("embed_vision") else [],
         )

@@ -48,6 +48,10 @@ PROVIDER = "xinference"
 USER_ID = "harness-user"
 STARTUP_TIMEOUT = 60.0  # first heartbeat; a cold interpreter with gevent takes a few seconds
 READ_TIMEOUT = 60.0  # the longest silence allowed inside one session
+# The daemon reads the plugin's stdout with a bufio.Scanner of this maximum token size
+# (PLUGIN_RUNTIME_MAX_BUFFER_SIZE): a line that does not fit, newline included, ends the
+# scanner, and the daemon kills the plugin. Sessions then never end.
+DAEMON_LINE_LIMIT_BYTES = 5_242_880
 
 REQUEST_MODELS: dict[str, type[BaseModel]] = {
     ModelActions.InvokeLLM.value: ModelInvokeLLMRequest,
@@ -85,12 +89,25 @@ class SessionResult:
         return self.chunks[-1]
 
 
+# Strings the daemon's request structs mark `validate:"required"` (pkg/entities/requests/model.go)
+# though the SDK's models accept them empty: the daemon answers such a request with
+# PluginDaemonBadRequestError and never passes it on, so the stand-in refuses it too.
+DAEMON_REQUIRED_STRINGS = {
+    ModelActions.InvokeTTS.value: ("content_text", "voice", "tenant_id"),
+    ModelActions.InvokeRerank.value: ("query",),
+    ModelActions.InvokeSpeech2Text.value: ("file",),
+}
+
+
 def request_payload(action: str, model_type: str, model: str, credentials: Mapping, **fields) -> dict:
     """The `data` of a request line, validated and serialised by the SDK's request model."""
     try:
         request_model = REQUEST_MODELS[action]
     except KeyError:
         raise ValueError(f"the harness knows no request model for action {action!r}") from None
+    for name in DAEMON_REQUIRED_STRINGS.get(action, ()):
+        if not fields.get(name):
+            raise ValueError(f"the daemon refuses {action} without {name!r} (PluginDaemonBadRequestError)")
     request = request_model(
         user_id=USER_ID,
         provider=PROVIDER,
@@ -145,6 +162,7 @@ class SessionChannel:
         self._sessions: dict[str, queue.Queue] = {}
         self._sessions_lock = threading.Lock()
         self._closed = threading.Event()
+        self.close_reason = "the plugin's output closed"
 
     # ---- what the plugin wrote --------------------------------------------------------
 
@@ -206,7 +224,7 @@ class SessionChannel:
             except queue.Empty:
                 pass
             if self._closed.is_set() and events.empty():
-                raise HarnessError(f"the plugin's output closed before session {session_id} ended")
+                raise HarnessError(f"{self.close_reason} before session {session_id} ended")
             if time.monotonic() > deadline:
                 raise HarnessError(f"no event for session {session_id} within {timeout:g} s")
 
@@ -376,6 +394,8 @@ class PluginProcess(SessionChannel):
     ) -> None:
         super().__init__()
         self.manifest: dict | None = None
+        self.longest_line_bytes = 0
+        self.killed_for_line_limit = False
         self._write_lock = threading.Lock()
         self.run = RunningPlugin(
             plugin_root, python or sys.executable, "local", env, self._receive_line, self._transport_closed
@@ -388,6 +408,22 @@ class PluginProcess(SessionChannel):
             raise
 
     def _receive_line(self, raw: str) -> None:
+        if self.killed_for_line_limit:
+            return  # the daemon's scanner has stopped: nothing after that line is read
+        size = len(raw.encode("utf-8", errors="surrogateescape"))
+        if size > DAEMON_LINE_LIMIT_BYTES:
+            self.killed_for_line_limit = True
+            # As the daemon: the scanner stops ("bufio.Scanner: token too long"), the plugin is killed.
+            self.close_reason = (
+                f"the daemon would have killed the plugin: it wrote a stdout line of {size:,} bytes, "
+                f"over PLUGIN_RUNTIME_MAX_BUFFER_SIZE ({DAEMON_LINE_LIMIT_BYTES:,})"
+            )
+            self.longest_line_bytes = max(self.longest_line_bytes, size)
+            if getattr(self, "process", None) is not None:
+                self.process.kill()
+            self._transport_closed()
+            return
+        self.longest_line_bytes = max(self.longest_line_bytes, size)
         message = parse_line(raw)
         # The first thing the plugin prints is its manifest, a bare JSON object.
         if self.manifest is None and message is not None and "event" not in message:

@@ -88,7 +88,7 @@ def test_schema_takes_context_size_from_max_tokens_and_batch_size_from_the_form(
 
 @responses.activate
 def test_schema_defaults_without_max_tokens_or_batch_size():
-    serve_describe(max_tokens=None)
+    serve_describe(max_tokens=None, dimensions=8)  # vectors small enough not to limit max_chunks
     schema = embedder().get_customizable_model_schema("my-embedder", credentials())
     assert schema.model_properties[ModelPropertyKey.CONTEXT_SIZE] == 512
     assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 256 * CONCURRENT_BATCHES
