@@ -12,7 +12,7 @@ import pytest
 import requests
 from dify_plugin.entities.model import EmbeddingInputType, ModelPropertyKey
 
-from models.text_embedding import retrieval
+from models.text_embedding import retrieval, text_embedding
 from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 
 pytestmark = pytest.mark.integration
@@ -67,21 +67,43 @@ def test_a_document_is_embedded_with_the_models_document_prompt(prompts_model):
     assert ours != through_plugin(prompts_model, "embedding_prompts", TEXTS, EmbeddingInputType.QUERY)
 
 
-def test_a_model_without_prompts_is_unaffected_and_asked_only_once(testbed):
+def test_a_model_without_prompts_of_its_own_is_unaffected(testbed):
+    # sentence-transformers 5 (Xinference 4.x) gives every model empty `query` and
+    # `document` prompts when its config names none: asking for them changes nothing.
+    plain = direct(testbed, "embedding", TEXTS)
+    assert through_plugin(testbed, "embedding", TEXTS, EmbeddingInputType.QUERY) == plain
+    assert through_plugin(testbed, "embedding", TEXTS, EmbeddingInputType.DOCUMENT) == plain
+
+
+def test_a_prompt_the_model_lacks_is_learned_from_the_servers_answer_and_asked_once(testbed, monkeypatch):
+    # A model the plugin takes for jina-embeddings-v3 (its name says so) whose config has
+    # no `retrieval.query` prompt: MiniLM under that name. The server refuses the prompt.
+    real_describe = text_embedding.XinferenceTextEmbeddingModel.describe_checked
+
+    def named_like_jina_v3(self, settings, **kwargs):
+        return real_describe(self, settings, **kwargs).model_copy(update={"model_name": "jina-embeddings-v3"})
+
+    monkeypatch.setattr(text_embedding.XinferenceTextEmbeddingModel, "describe_checked", named_like_jina_v3)
+    headers = {"Authorization": f"Bearer {testbed['api_key']}"} if testbed.get("api_key") else {}
+    refused = requests.post(testbed["url"] + "/v1/embeddings", headers=headers, timeout=60, json={
+        "model": testbed["uids"]["embedding"], "input": ["x"], "prompt_name": "retrieval.query"})
+    assert refused.status_code == 500
+    assert retrieval._MISSING_PROMPT.search(refused.text).group(1) == "retrieval.query"
+
+    sent = []
+    real_embed_batch = text_embedding._embed_batch
+
+    def recording(client, uid, batch, options):
+        sent.append(options.get("prompt_name"))
+        return real_embed_batch(client, uid, batch, options)
+
+    monkeypatch.setattr(text_embedding, "_embed_batch", recording)
     plain = direct(testbed, "embedding", TEXTS)
     for _ in range(2):
         assert through_plugin(testbed, "embedding", TEXTS, EmbeddingInputType.QUERY) == plain
-        assert through_plugin(testbed, "embedding", TEXTS, EmbeddingInputType.DOCUMENT) == plain
-    key = (testbed["url"], testbed["uids"]["embedding"], testbed["uids"]["embedding"])
-    assert retrieval._missing[key] == {"query", "document"}
-
-
-def test_the_servers_words_for_a_missing_prompt_are_the_ones_the_plugin_learns_from(testbed):
-    headers = {"Authorization": f"Bearer {testbed['api_key']}"} if testbed.get("api_key") else {}
-    body = {"model": testbed["uids"]["embedding"], "input": ["x"], "prompt_name": "query"}
-    response = requests.post(testbed["url"] + "/v1/embeddings", json=body, headers=headers, timeout=60)
-    assert response.status_code == 500
-    assert retrieval._MISSING_PROMPT.search(response.text).group(1) == "query"
+    assert sent == ["retrieval.query", None, None]
+    key = (testbed["url"], testbed["uids"]["embedding"], "jina-embeddings-v3")
+    assert retrieval._missing[key] == {"retrieval.query"}
 
 
 def test_base64_vectors_are_the_same_float32_values(testbed):
@@ -99,5 +121,5 @@ def test_max_chunks_follows_the_width_of_the_vectors(prompts_model):
     narrow = model.get_customizable_model_schema("tiny", credentials(prompts_model, "embedding"))
     wide = model.get_customizable_model_schema("tiny", credentials(prompts_model, "embedding_prompts"))
     # 384 and 1,024 dimensions: an answer line of at most 4 MiB either way.
-    assert narrow.model_properties[ModelPropertyKey.MAX_CHUNKS] == 546
+    assert narrow.model_properties[ModelPropertyKey.MAX_CHUNKS] == 545
     assert wide.model_properties[ModelPropertyKey.MAX_CHUNKS] == 204
