@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stub-only", "--no-testbed", dest="stub_only", action="store_true",
                         help="skip the real Xinference testbed")
     parser.add_argument("--state", help="state JSON of a running testbed (default: $XINFERENCE_TESTBED_STATE)")
+    parser.add_argument("--no-stub", action="store_true", help="skip the stub server (the testbed only)")
     parser.add_argument("--no-runtime", action="store_true", help="skip the `python -m main` over stdio variant")
     parser.add_argument("--only", help="comma-separated case names: " + ", ".join(CASES))
     parser.add_argument("--out", help="JSON output file (default: bench/results/<UTC time>[-quick].json)")
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if runtime:
             runtime.wait_for_heartbeat()
         settings = cases.Settings(quick=args.quick, runtime=runtime, before_root=args.before)
-        servers = [
+        servers = [] if args.no_stub else [
             cases.Server("stub", stub.url, STUB_UIDS, is_stub=True),
             cases.Server("stub-xtcp", stub_xtcp.url, STUB_UIDS, is_stub=True),
         ]

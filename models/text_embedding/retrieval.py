@@ -19,9 +19,12 @@ Only for the sentence-transformers engine, which the description names from Xinf
 on: other engines ignore the fields (vLLM, llama.cpp) or fail on them (FlagEmbedding), and
 older descriptions do not say which engine runs. Images carry no prompt.
 
-A model without such a prompt answers "Prompt name 'query' not found in the configured
-prompts dictionary": that is learned once per model and process, and the call is repeated
-without it. Nothing else changes, so models without prompts embed exactly as before.
+sentence-transformers 5 (Xinference 4.x) gives every model empty `query` and `document`
+prompts when its config names none, so there they always exist. Where a prompt is missing
+(older sentence-transformers, or Jina's prompt names on a model without them) the server
+answers "Prompt name 'query' not found in the configured prompts dictionary": that is
+learned once per model and process, and the call is repeated without it. Models without
+prompts of their own embed exactly as before.
 """
 
 import logging
