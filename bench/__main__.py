@@ -28,6 +28,8 @@ import traceback
 from pathlib import Path
 
 from bench import cases
+from bench.embedding_dify import embedding_dify_style
+from bench.rerank_overhead import rerank_100
 from bench.measure import Row
 from bench.report import render_table
 from bench.stdio_client import PLUGIN_ROOT, PluginProcess
@@ -41,9 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stub-only", "--no-testbed", dest="stub_only", action="store_true",
                         help="skip the real Xinference testbed")
     parser.add_argument("--state", help="state JSON of a running testbed (default: $XINFERENCE_TESTBED_STATE)")
+    parser.add_argument("--no-stub", action="store_true", help="skip the stub server (the testbed only)")
     parser.add_argument("--no-runtime", action="store_true", help="skip the `python -m main` over stdio variant")
     parser.add_argument("--only", help="comma-separated case names: " + ", ".join(CASES))
     parser.add_argument("--out", help="JSON output file (default: bench/results/<UTC time>[-quick].json)")
+    parser.add_argument("--before", metavar="DIR",
+                        help="another checkout of the plugin to run beside this one in embedding_dify "
+                             "(e.g. git archive <commit> | tar -x -C DIR)")
     args = parser.parse_args(argv)
 
     only = set(args.only.split(",")) if args.only else set(CASES)
@@ -61,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         runtime = None if args.no_runtime else PluginProcess()
         if runtime:
             runtime.wait_for_heartbeat()
-        settings = cases.Settings(quick=args.quick, runtime=runtime)
-        servers = [
+        settings = cases.Settings(quick=args.quick, runtime=runtime, before_root=args.before)
+        servers = [] if args.no_stub else [
             cases.Server("stub", stub.url, STUB_UIDS, is_stub=True),
             cases.Server("stub-xtcp", stub_xtcp.url, STUB_UIDS, is_stub=True),
         ]
@@ -138,7 +144,9 @@ CASES = {
     "chat_stream_back_to_back": (lambda s, srv: cases.chat_stream(s, srv, back_to_back=True), ("stub-xtcp", "testbed")),
     "chat_stream_paced": (lambda s, srv: cases.chat_stream(s, srv, paced=True), ("stub",)),
     "embedding": (cases.embedding, ("stub", "testbed")),
+    "embedding_dify": (embedding_dify_style, ("stub", "testbed")),
     "rerank": (cases.rerank, ("stub", "testbed")),
+    "rerank_100": (rerank_100, ("stub", "testbed")),
     "num_tokens": (cases.num_tokens, ("stub",)),
     "requests_per_invoke": (cases.requests_per_invoke, ("stub",)),
     "cold_start": (cases.cold_start_and_memory, ("stub",)),

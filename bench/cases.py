@@ -84,6 +84,7 @@ def direct_session(api_key: str | None = None, quickack: bool = False) -> reques
 class Settings:
     quick: bool
     runtime: PluginProcess | None  # None: skip the stdio variant
+    before_root: str | None = None  # another checkout of the plugin to compare with (embedding_dify)
 
     def n(self, full: int, quick: int) -> int:
         return quick if self.quick else full

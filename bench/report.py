@@ -11,6 +11,8 @@ def fmt(value: float | None, unit: str, signed: bool = False) -> str:
         return f"{sign}{value:g}"
     if unit == "ratio":
         return f"{value:.3f}×"
+    if unit == "B":
+        return f"{sign}{value:,.0f} B"
     if unit == "bytes":
         return f"{sign}{value / 2**20:.1f} MiB"
     magnitude = abs(value)

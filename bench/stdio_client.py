@@ -39,6 +39,10 @@ class PluginProcess:
             bufsize=1 << 16,  # buffered: an unbuffered pipe makes readline() read byte by byte
         )
         self.heartbeat_after: float | None = None
+        # What the daemon would have read: the longest line (it kills a plugin whose line
+        # outgrows its buffer) and the bytes of all session lines.
+        self.longest_line = 0
+        self.session_bytes = 0
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -101,11 +105,15 @@ class PluginProcess:
             elif kind == "end":
                 return chunks
 
+    def reset_line_counts(self) -> None:
+        self.longest_line = self.session_bytes = 0
+
     def _read_message(self) -> dict | None:
         line = self.proc.stdout.readline()
         if not line:
             raise PluginError(f"the plugin process ended (exit code {self.proc.poll()})")
         line = line.strip()
+        self.longest_line = max(self.longest_line, len(line))
         if not line.startswith(b"{"):
             return None
         try:
@@ -114,7 +122,10 @@ class PluginProcess:
             return None
         if message.get("event") == "heartbeat" and self.heartbeat_after is None:
             self.heartbeat_after = time.perf_counter() - self.started
-        return message if message.get("event") == "session" else None
+        if message.get("event") != "session":
+            return None
+        self.session_bytes += len(line)
+        return message
 
 
 # ---- request payloads: the SDK's own request models, via the runtime tests' harness -------
@@ -131,3 +142,17 @@ def invoke_llm_request(
 
 def llm_num_tokens_request(credentials: dict, model: str, messages: list[dict]) -> dict:
     return request_payload("get_llm_num_tokens", "llm", model, credentials, prompt_messages=messages, tools=None)
+
+
+def embedding_schema_request(credentials: dict, model: str) -> dict:
+    return request_payload("get_ai_model_schemas", "text-embedding", model, credentials)
+
+
+def invoke_embedding_request(credentials: dict, model: str, texts: list[str], input_type: str = "document") -> dict:
+    return request_payload("invoke_text_embedding", "text-embedding", model, credentials,
+                           texts=texts, input_type=input_type)
+
+
+def invoke_rerank_request(credentials: dict, model: str, query: str, docs: list[str]) -> dict:
+    return request_payload("invoke_rerank", "rerank", model, credentials,
+                           query=query, docs=docs, score_threshold=None, top_n=None)

@@ -10,10 +10,12 @@ answers from pre-built bytes:
   `"stream": true` an SSE stream (`data: {...}\\r\\n\\r\\n`, chunked transfer encoding, one
   write per event) of `max_tokens` content chunks (default 1,000), a closing chunk with
   `finish_reason` and usage, a usage-only chunk, and `data: [DONE]` (chat only).
-- `POST /v1/embeddings`: one vector of `--dims` numbers per input.
+- `POST /v1/embeddings`: one vector per input, `--dims` numbers for `embedding`, 1,024 for
+  `embedding-1024`; as 4.x does, base64 float32 when the body asks `encoding_format: "base64"`.
 - `POST /v1/rerank`: one result per document, sorted by score.
-- `GET /_bench/stats`: requests served per "METHOD path" since the last `POST /_bench/reset`
-  (the `/_bench/` requests themselves are not counted), plus connections accepted.
+- `GET /_bench/stats`: requests served and body bytes sent per "METHOD path" since the last
+  `POST /_bench/reset` (the `/_bench/` requests themselves are not counted), plus connections
+  accepted.
 
 Runs in its own process (`python -m bench.stub_server --port 0`), so it neither shares the
 GIL with the client under test nor runs under the gevent patching that `dify_plugin`
@@ -21,9 +23,11 @@ applies on import. It prints one JSON line `{"url": ..., "pid": ...}` once it li
 """
 
 import argparse
+import base64
 import json
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -98,14 +102,17 @@ class Stub:
         self.counts: Counter[str] = Counter()
         self.connections = 0
         self.lock = threading.Lock()
+        self.body_bytes: Counter[str] = Counter()
         descriptions = json.loads(json.dumps(_DESCRIPTIONS))
         descriptions["embedding"]["dimensions"] = dims
+        descriptions["embedding-1024"] = {**descriptions["embedding"], "model_name": "stub-embedding-1024",
+                                          "dimensions": 1024}
         self.describe = {uid: _dumps({"id": uid, **d}) for uid, d in descriptions.items()}
         self.listing = _dumps({"object": "list", "data": [{"id": u, **d} for u, d in descriptions.items()]})
-        # Full-precision floats, as the real server sends them.
-        self.vector = (
-            "[" + ", ".join(repr(round(((i * 7919) % 1000) / 1000.0 - 0.5, 17) + 1e-9) for i in range(dims)) + "]"
-        ).encode()
+        # float32 values, as models compute them; as JSON numbers the real server writes
+        # them as full doubles, with base64 as packed little-endian float32.
+        self.vectors = {uid: _vector_encodings(d["dimensions"]) for uid, d in descriptions.items()
+                        if d["model_type"] == "embedding"}
 
     def describe_of(self, uid: str) -> bytes | None:
         """`chat~500` describes like `chat`; the suffix paces its streams (µs per chunk)."""
@@ -119,15 +126,21 @@ class Stub:
         with self.lock:
             self.counts[key] += 1
 
+    def count_bytes(self, key: str, sent: int) -> None:
+        with self.lock:
+            self.body_bytes[key] += sent
+
     def stats(self) -> bytes:
         with self.lock:
             return _dumps(
-                {"requests": dict(self.counts), "total": sum(self.counts.values()), "connections": self.connections}
+                {"requests": dict(self.counts), "total": sum(self.counts.values()),
+                 "body_bytes": dict(self.body_bytes), "connections": self.connections}
             )
 
     def reset(self) -> None:
         with self.lock:
             self.counts.clear()
+            self.body_bytes.clear()
             self.connections = 0
 
 
@@ -218,7 +231,9 @@ class Handler(socketserver.BaseRequestHandler):
             else:
                 sock.sendall(_response("200 OK", _blocking_answer(request, chat)))
         elif method == "POST" and path == "/v1/embeddings":
-            sock.sendall(_response("200 OK", _embeddings(stub, json.loads(body))))
+            answer = _embeddings(stub, json.loads(body))
+            stub.count_bytes(f"{method} {path}", len(answer))
+            sock.sendall(_response("200 OK", answer))
         elif method == "POST" and path == "/v1/rerank":
             sock.sendall(_response("200 OK", _rerank(json.loads(body))))
         else:
@@ -279,12 +294,24 @@ def _blocking_answer(request: dict, chat: bool) -> bytes:
     )
 
 
+def _vector_encodings(dims: int) -> dict[str, bytes]:
+    values = [((i * 7919) % 1000) / 1000.0 - 0.5 + 1e-4 for i in range(dims)]
+    packed = struct.pack(f"<{dims}f", *values)
+    as_float32 = struct.unpack(f"<{dims}f", packed)
+    return {
+        "float": ("[" + ", ".join(map(repr, as_float32)) + "]").encode(),
+        "base64": b'"' + base64.b64encode(packed) + b'"',
+    }
+
+
 def _embeddings(stub: Stub, request: dict) -> bytes:
     texts = request.get("input")
     if isinstance(texts, str):
         texts = [texts]
+    encodings = stub.vectors.get(request.get("model"), stub.vectors["embedding"])
+    vector = encodings["base64" if request.get("encoding_format") == "base64" else "float"]
     head = b'{"index": %d, "object": "embedding", "embedding": '
-    items = b", ".join(head % index + stub.vector + b"}" for index in range(len(texts)))
+    items = b", ".join(head % index + vector + b"}" for index in range(len(texts)))
     tokens = sum(len(str(t)) // 4 + 1 for t in texts)
     return (
         b'{"object": "list", "model": ' + _dumps(request.get("model", "")) + b', "data": [' + items

@@ -13,6 +13,8 @@ Writes into OUT_DIR:
                - raw prompt (generate, no chat template) -> CHAT_ANSWER + <|im_end|>
                (answers exact under greedy decoding and under default sampling)
   rerank/      tiny random BertForSequenceClassification(num_labels=1)
+  embed-prompts/ tiny random sentence-transformers model, 1,024 dimensions, whose config
+               names the prompts `query` ("query: ") and `document` ("passage: ")
   whisper/     tiny Whisper trained to transcribe clip.wav as WHISPER_TEXT
   clip.wav     1.5 s, 16 kHz mono 16-bit PCM, a few tones
   manifest.json  everything the launcher needs (paths, template, answers)
@@ -24,6 +26,7 @@ exits non-zero when any of them is not exact.
 import json
 import os
 import random
+import shutil
 import sys
 import time
 import wave
@@ -506,6 +509,50 @@ def build_rerank(out_dir):
 
 
 # --------------------------------------------------------------------------
+# embedding model with query/document prompts
+# --------------------------------------------------------------------------
+EMBED_PROMPTS = {"query": "query: ", "document": "passage: "}
+EMBED_PROMPTS_DIMENSIONS = 1024
+
+
+def build_embed_prompts(out_dir):
+    """A tiny random BERT, mean pooling, a dense layer to 1,024 dimensions, normalised;
+    its sentence-transformers config carries `query`/`document` prompts, as
+    Qwen3-Embedding's and EmbeddingGemma's do."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import models as st_models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    seed_all()
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, initializer_range=0.2,
+    )
+    bert_path = os.path.join(out_dir, "embed-prompts-bert")
+    BertModel(config).save_pretrained(bert_path)
+    tok.save_pretrained(bert_path)
+    transformer = st_models.Transformer(bert_path, max_seq_length=512)
+    pooling = st_models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    dense = st_models.Dense(pooling.get_sentence_embedding_dimension(), EMBED_PROMPTS_DIMENSIONS,
+                            activation_function=torch.nn.Tanh())
+    model = SentenceTransformer(modules=[transformer, pooling, dense, st_models.Normalize()],
+                                prompts=dict(EMBED_PROMPTS), device="cpu")
+    path = os.path.join(out_dir, "embed-prompts")
+    model.save(path)
+    shutil.rmtree(bert_path)
+    # Check: the saved model knows its prompts, and a prompt changes the vector.
+    loaded = SentenceTransformer(path, device="cpu")
+    if loaded.prompts.get("query") != EMBED_PROMPTS["query"]:
+        raise SystemExit(f"embed-prompts check failed: prompts {loaded.prompts!r}")
+    plain, query = loaded.encode(["hello world"]), loaded.encode(["hello world"], prompt_name="query")
+    if plain.shape[1] != EMBED_PROMPTS_DIMENSIONS or np.allclose(plain, query):
+        raise SystemExit("embed-prompts check failed: wrong width, or the query prompt changes nothing")
+    log("embedding model with prompts saved and verified")
+    return path
+
+
+# --------------------------------------------------------------------------
 # whisper
 # --------------------------------------------------------------------------
 def make_clip(path):
@@ -619,12 +666,16 @@ def main():
     audio = make_clip(clip)
     chat_path, template = build_chat(out_dir)
     rerank_path = build_rerank(out_dir)
+    embed_prompts_path = build_embed_prompts(out_dir)
     whisper_path, whisper_text = build_whisper(out_dir, audio)
     manifest = {
         "chat_path": chat_path,
         "rerank_path": rerank_path,
         "whisper_path": whisper_path,
         "embedding_path": minilm_path(),
+        "embed_prompts_path": embed_prompts_path,
+        "embed_prompts": EMBED_PROMPTS,
+        "embed_prompts_dimensions": EMBED_PROMPTS_DIMENSIONS,
         "clip": clip,
         "chat_template": template,
         "stop_token_ids": [0, 1, 2],

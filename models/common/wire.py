@@ -137,7 +137,9 @@ class CompletionAnswer(_WireModel):
 
 class EmbeddingItem(_WireModel):
     index: int
-    embedding: list[float]
+    # JSON numbers, or with `encoding_format: "base64"` (honoured from 4.0 on) a base64
+    # string of little-endian float32 values.
+    embedding: list[float] | str
 
 
 class EmbeddingAnswer(_WireModel):

@@ -27,6 +27,8 @@ from models.common.model_base import XinferenceModel, customizable_schema
 from models.common.tokens import cut_to_tokens, estimate_tokens
 from models.common.wire import EmbeddingAnswer, ModelDescription, multimodal_inputs, parse_wire
 from models.text_embedding.limits import max_chunks
+from models.text_embedding.retrieval import learn_missing_prompt, report_prompt_in_use, retrieval_fields
+from models.text_embedding.vectors import float32_vector
 
 # Built-in models declare `max_tokens`; a custom model registered without it gets this.
 DEFAULT_CONTEXT_SIZE = 512
@@ -51,8 +53,7 @@ class XinferenceTextEmbeddingModel(XinferenceModel[EmbeddingSettings], TextEmbed
         user: str | None = None,
         input_type: EmbeddingInputType = EmbeddingInputType.DOCUMENT,
     ) -> TextEmbeddingResult:
-        # `input_type` has no counterpart in Xinference's embeddings API (see the README).
-        vectors, tokens = self._embed(credentials, list(texts))
+        vectors, tokens = self._embed(credentials, list(texts), input_type)
         return TextEmbeddingResult(model=model, embeddings=vectors, usage=self._usage(tokens))
 
     def _invoke_multimodal(
@@ -63,7 +64,7 @@ class XinferenceTextEmbeddingModel(XinferenceModel[EmbeddingSettings], TextEmbed
         user: str | None = None,
         input_type: EmbeddingInputType = EmbeddingInputType.DOCUMENT,
     ) -> MultiModalEmbeddingResult:
-        vectors, tokens = self._embed(credentials, multimodal_inputs(documents))
+        vectors, tokens = self._embed(credentials, multimodal_inputs(documents), input_type)
         return MultiModalEmbeddingResult(model=model, embeddings=vectors, usage=self._usage(tokens))
 
     def get_num_tokens(self, model: str, credentials: dict, texts: list[str]) -> list[int]:
@@ -80,7 +81,8 @@ class XinferenceTextEmbeddingModel(XinferenceModel[EmbeddingSettings], TextEmbed
             {
                 ModelPropertyKey.CONTEXT_SIZE: _context_size(description),
                 # Dify hands over at most this many texts per call, one call after another:
-                # room for several batches lets them run concurrently.
+                # room for several batches lets them run concurrently, as long as the
+                # answer fits the daemon's line.
                 ModelPropertyKey.MAX_CHUNKS: max_chunks(description.dimensions, settings.batch_size * CONCURRENT_BATCHES),
             },
             features=[ModelFeature.VISION] if description.has("embed_vision") else [],
@@ -90,7 +92,9 @@ class XinferenceTextEmbeddingModel(XinferenceModel[EmbeddingSettings], TextEmbed
 
     # ---- the work ----------------------------------------------------------------------
 
-    def _embed(self, credentials: dict, inputs: list[_Input]) -> tuple[list[list[float]], int]:
+    def _embed(
+        self, credentials: dict, inputs: list[_Input], input_type: EmbeddingInputType
+    ) -> tuple[list[list[float]], int]:
         """Vectors in input order and the tokens used; batches go out a few at a time."""
         settings, description = self.prepare(credentials)
         batch_size = settings.batch_size
@@ -100,9 +104,19 @@ class XinferenceTextEmbeddingModel(XinferenceModel[EmbeddingSettings], TextEmbed
             options["truncate_prompt_tokens"] = -1  # -1: the model's own max_tokens
         else:
             inputs = [_cut_if_too_long(item, _context_size(description)) for item in inputs]
+        all_text = all(isinstance(item, str) for item in inputs)
 
         def embed(batch: list[_Input]) -> tuple[list[list[float]], int]:
-            return _embed_batch(client, settings.model_uid, batch, options)
+            fields = retrieval_fields(settings, description, input_type, all_text)
+            try:
+                answer = _embed_batch(client, settings.model_uid, batch, {**options, **fields})
+            except InvokeServerUnavailableError as error:
+                if not learn_missing_prompt(settings, description, fields, error):
+                    raise
+                fields = retrieval_fields(settings, description, input_type, all_text)
+                answer = _embed_batch(client, settings.model_uid, batch, {**options, **fields})
+            report_prompt_in_use(settings, description, fields)
+            return answer
 
         batches = [inputs[start : start + batch_size] for start in range(0, len(inputs), batch_size)]
         vectors: list[list[float]] = []
@@ -129,7 +143,10 @@ def _embed_batch(
     client: XinferenceClient, model_uid: str, batch: list[_Input], options: dict
 ) -> tuple[list[list[float]], int]:
     """One request: the batch's vectors in input order and its tokens (the server's count, else an estimate)."""
-    raw = client.post_json("/v1/embeddings", {"model": model_uid, "input": batch, **options})
+    # base64: honoured from Xinference 4.0 on; every version since 0.10.1 drops the field
+    # before the engine (older ones pass no extra fields at all), so it is always safe.
+    body = {"model": model_uid, "input": batch, "encoding_format": "base64", **options}
+    raw = client.post_json("/v1/embeddings", body)
     answer = parse_wire(EmbeddingAnswer, raw)
     items = sorted(answer.data, key=lambda item: item.index)
     if [item.index for item in items] != list(range(len(batch))):
@@ -141,7 +158,7 @@ def _embed_batch(
         tokens = answer.usage.prompt_tokens
     else:
         tokens = sum(estimate_tokens(_text_of(item)) for item in batch)
-    return [item.embedding for item in items], tokens
+    return [float32_vector(item.embedding) for item in items], tokens
 
 
 def _embed_one_short_text(settings: ServerSettings, description: ModelDescription) -> None:

@@ -8,7 +8,7 @@ daemon killed the plugin ("bufio.Scanner: token too long").
 
 import pytest
 
-from models.text_embedding.limits import DAEMON_LINE_LIMIT_BYTES
+from models.text_embedding.limits import DAEMON_LINE_LIMIT
 from tests.daemon.conftest import LONGEST_LINES, stub_credentials
 from tests.daemon.stub_models import EMBEDDING_DIMENSIONS
 
@@ -28,4 +28,4 @@ def test_a_call_of_max_chunks_texts_fits_one_line(call, stub, uid):
     LONGEST_LINES[f"{EMBEDDING_DIMENSIONS[uid]} dims × {max_chunks} texts"] = result.longest_line_bytes
     print(f"\n{EMBEDDING_DIMENSIONS[uid]} dimensions: max_chunks {max_chunks}, "
           f"longest answer line {result.longest_line_bytes:,} bytes")  # fmt: skip
-    assert result.longest_line_bytes < 0.6 * DAEMON_LINE_LIMIT_BYTES
+    assert result.longest_line_bytes < 0.6 * DAEMON_LINE_LIMIT

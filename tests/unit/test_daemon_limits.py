@@ -14,7 +14,7 @@ from dify_plugin.entities.model import ModelPropertyKey
 from dify_plugin.entities.model.text_embedding import EmbeddingUsage, TextEmbeddingResult
 
 from models.common.credentials import parse_settings
-from models.text_embedding.limits import DAEMON_LINE_LIMIT_BYTES, DIMENSIONS_WHEN_UNKNOWN, max_chunks
+from models.text_embedding.limits import DAEMON_LINE_LIMIT, DEFAULT_DIMENSIONS, max_chunks
 from tests.unit.test_text_embedding import embedder, serve_describe
 from tests.unit.xinference import credentials
 
@@ -32,12 +32,12 @@ def answer_line_bytes(texts: int, dimensions: int, seed: int = 0) -> int:
 def test_a_full_call_stays_well_under_the_daemon_line_limit(dimensions):
     texts = max_chunks(dimensions, 1024)
     assert texts >= 1
-    assert answer_line_bytes(texts, dimensions) < 0.6 * DAEMON_LINE_LIMIT_BYTES
+    assert answer_line_bytes(texts, dimensions) < 0.6 * DAEMON_LINE_LIMIT
 
 
 def test_the_old_fixed_1024_texts_would_have_killed_the_plugin():
     """What the daemon tier reproduced: 1,024 texts at 384 dimensions is one ~8 MB line."""
-    assert answer_line_bytes(1024, 384) > DAEMON_LINE_LIMIT_BYTES
+    assert answer_line_bytes(1024, 384) > DAEMON_LINE_LIMIT
 
 
 def test_small_vectors_keep_the_batch_derived_limit_and_huge_ones_still_get_one_text():
@@ -46,7 +46,7 @@ def test_small_vectors_keep_the_batch_derived_limit_and_huge_ones_still_get_one_
 
 
 def test_no_reported_dimensions_assumes_wide_vectors():
-    assert max_chunks(None, 1024) == max_chunks(DIMENSIONS_WHEN_UNKNOWN, 1024) < max_chunks(384, 1024)
+    assert max_chunks(None, 1024) == max_chunks(DEFAULT_DIMENSIONS, 1024) < max_chunks(384, 1024)
 
 
 @responses.activate

@@ -5,6 +5,7 @@ server actually sent (refresh with: scripts/testbed run -- .venv/bin/python test
 """
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -176,7 +177,9 @@ def test_recorded_embeddings(recorded):
     answer = serve("embeddings")["body"]
     model = XinferenceTextEmbeddingModel(model_schemas=[])
     result = model.invoke("m", credentials(meta, "embedding"), ["first text", "second text"])
-    assert result.embeddings == [item["embedding"] for item in sorted(answer["data"], key=lambda i: i["index"])]
+    # The same float32 values, at float32 precision (9 significant digits).
+    recorded_vectors = [item["embedding"] for item in sorted(answer["data"], key=lambda i: i["index"])]
+    assert [_float32(vector) for vector in result.embeddings] == [_float32(vector) for vector in recorded_vectors]
     schema = model.get_customizable_model_schema("m", credentials(meta, "embedding"))
     assert schema.model_properties[ModelPropertyKey.CONTEXT_SIZE] == described["max_tokens"]
 
@@ -192,3 +195,7 @@ def test_recorded_rerank(recorded):
     )
     assert [doc.index for doc in result.docs] == [item["index"] for item in record["body"]["results"]]
     assert [doc.text for doc in result.docs] == [documents[item["index"]] for item in record["body"]["results"]]
+
+
+def _float32(values: list[float]) -> bytes:
+    return struct.pack(f"<{len(values)}f", *values)

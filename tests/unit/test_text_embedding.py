@@ -7,8 +7,9 @@ import time
 
 import pytest
 import responses
+from dify_plugin.core.server.stdio.response_writer import StdioResponseWriter
 from dify_plugin.entities.model import EmbeddingInputType, ModelFeature, ModelPropertyKey
-from dify_plugin.entities.model.text_embedding import MultiModalContent, MultiModalContentType
+from dify_plugin.entities.model.text_embedding import MultiModalContent, MultiModalContentType, TextEmbeddingResult
 from dify_plugin.errors.model import (
     CredentialsValidateFailedError,
     InvokeAuthorizationError,
@@ -19,6 +20,8 @@ from dify_plugin.errors.model import (
 )
 
 from models.common.tokens import estimate_tokens
+from models.text_embedding import retrieval
+from models.text_embedding.limits import DAEMON_LINE_LIMIT, DEFAULT_DIMENSIONS
 from models.text_embedding.text_embedding import (
     CLIENT_CUT_SHARE,
     CONCURRENT_BATCHES,
@@ -29,6 +32,13 @@ from tests.unit.xinference import SERVER, UID, closed_port, credentials, describ
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 EMBEDDINGS = f"{SERVER}/v1/embeddings"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_learned():
+    retrieval._missing.clear()
+    yield
+    retrieval._missing.clear()
 
 
 def embedder() -> XinferenceTextEmbeddingModel:
@@ -88,10 +98,29 @@ def test_schema_takes_context_size_from_max_tokens_and_batch_size_from_the_form(
 
 @responses.activate
 def test_schema_defaults_without_max_tokens_or_batch_size():
-    serve_describe(max_tokens=None, dimensions=8)  # vectors small enough not to limit max_chunks
+    serve_describe(max_tokens=None, dimensions=32)
     schema = embedder().get_customizable_model_schema("my-embedder", credentials())
     assert schema.model_properties[ModelPropertyKey.CONTEXT_SIZE] == 512
     assert schema.model_properties[ModelPropertyKey.MAX_CHUNKS] == 256 * CONCURRENT_BATCHES
+
+
+@pytest.mark.parametrize("dimensions", [384, 1024, 4096, None])
+@responses.activate
+def test_max_chunks_keeps_the_answer_line_under_the_daemons_limit(dimensions):
+    # The whole answer goes to the daemon as one stdout line; a longer one than it
+    # buffers kills the plugin. Widest values, as the SDK writes them.
+    serve_describe(dimensions=dimensions)
+    schema = embedder().get_customizable_model_schema("my-embedder", credentials())
+    texts = schema.model_properties[ModelPropertyKey.MAX_CHUNKS]
+    widest = float("%.9g" % -6.43844481e15)
+    result = TextEmbeddingResult(
+        model="my-embedder",
+        embeddings=[[widest] * (dimensions or DEFAULT_DIMENSIONS)] * texts,
+        usage=embedder()._usage(10**9),
+    )
+    line = StdioResponseWriter().session_message_text("0" * 36, result)
+    assert len(line.encode()) < DAEMON_LINE_LIMIT
+    assert texts > 0
 
 
 @responses.activate
@@ -249,11 +278,13 @@ def test_num_tokens_are_per_text_and_offline():
 
 
 @responses.activate
-def test_query_input_type_is_accepted_and_sends_nothing_extra():
+def test_servers_before_3_1_get_no_field_they_might_pass_to_an_engine_that_fails_on_it():
+    # `encoding_format` is the one exception: every version drops it before the engine.
     serve_describe(since_3_1=False)
     responses.add_callback(responses.POST, EMBEDDINGS, callback=answer_each_input())
     embed(["what is xinference?"], input_type=EmbeddingInputType.QUERY)
-    assert json.loads(responses.calls[-1].request.body) == {"model": UID, "input": ["what is xinference?"]}
+    assert json.loads(responses.calls[-1].request.body) == {
+        "model": UID, "input": ["what is xinference?"], "encoding_format": "base64"}
 
 
 # ---- images ------------------------------------------------------------------------------------------
