@@ -15,14 +15,18 @@ from dify_plugin.entities.model.text_embedding import EmbeddingUsage, TextEmbedd
 
 from models.common.credentials import parse_settings
 from models.text_embedding.limits import DAEMON_LINE_LIMIT, DEFAULT_DIMENSIONS, max_chunks
+from models.text_embedding.vectors import float32_vector
 from tests.unit.test_text_embedding import embedder, serve_describe
 from tests.unit.xinference import credentials
 
 
-def answer_line_bytes(texts: int, dimensions: int, seed: int = 0) -> int:
-    """The size of the JSON answer for `texts` vectors of full-precision floats, as the SDK writes it."""
+def answer_line_bytes(texts: int, dimensions: int, seed: int = 0, *, as_sent: bool = True) -> int:
+    """The size of the JSON answer for `texts` vectors, as the SDK writes it: at the float32
+    precision the plugin sends (`as_sent`), or as the full doubles it used to send."""
     rng = random.Random(seed)
     vectors = [[rng.gauss(0, 0.05) for _ in range(dimensions)] for _ in range(texts)]
+    if as_sent:
+        vectors = [float32_vector(vector) for vector in vectors]
     usage = EmbeddingUsage(tokens=1, total_tokens=1, unit_price=Decimal(0), price_unit=Decimal(0),
                            total_price=Decimal(0), currency="USD", latency=0.1)  # fmt: skip
     return len(TextEmbeddingResult(model="m", embeddings=vectors, usage=usage).model_dump_json().encode())
@@ -37,7 +41,7 @@ def test_a_full_call_stays_well_under_the_daemon_line_limit(dimensions):
 
 def test_the_old_fixed_1024_texts_would_have_killed_the_plugin():
     """What the daemon tier reproduced: 1,024 texts at 384 dimensions is one ~8 MB line."""
-    assert answer_line_bytes(1024, 384) > DAEMON_LINE_LIMIT
+    assert answer_line_bytes(1024, 384, as_sent=False) > DAEMON_LINE_LIMIT
 
 
 def test_small_vectors_keep_the_batch_derived_limit_and_huge_ones_still_get_one_text():
@@ -50,7 +54,7 @@ def test_no_reported_dimensions_assumes_wide_vectors():
 
 
 @responses.activate
-@pytest.mark.parametrize(("dimensions", "expected"), [(384, 284), (1024, 106), (4096, 26), (None, 26)])
+@pytest.mark.parametrize(("dimensions", "expected"), [(384, 545), (1024, 204), (4096, 51), (None, 51)])
 def test_the_schema_tells_dify_the_limit_for_the_described_dimensions(dimensions, expected):
     serve_describe(dimensions=dimensions)
     schema = embedder().get_customizable_model_schema("my-embedder", credentials())
