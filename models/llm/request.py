@@ -17,6 +17,7 @@ from dify_plugin.errors.model import InvokeBadRequestError
 
 from models.common.metadata import ModelDescription
 from models.common.tokens import estimate_tokens
+from models.llm.families import reasoning_effort_of
 
 # Sampling parameters Xinference takes under the same name as Dify's parameter rules.
 _PASSED_THROUGH = (
@@ -39,10 +40,21 @@ def sampling_fields(parameters: dict, description: ModelDescription, chat: bool)
         response_format = _response_format(parameters)
         if response_format:
             fields["response_format"] = response_format
+    template_kwargs = {}
     if description.has("hybrid"):
         # The server's default differs by engine, so a hybrid model is always told.
         thinking = parameters.get("enable_thinking")
-        fields["chat_template_kwargs"] = {"enable_thinking": True if thinking is None else bool(thinking)}
+        template_kwargs["enable_thinking"] = True if thinking is None else bool(thinking)
+    effort = reasoning_effort_of(description)
+    if effort and parameters.get("reasoning_effort"):
+        if parameters["reasoning_effort"] not in effort.options:
+            raise InvokeBadRequestError(
+                f"reasoning_effort must be one of {', '.join(effort.options)} for this model, "
+                f"got {parameters['reasoning_effort']!r}"
+            )
+        template_kwargs["reasoning_effort"] = parameters["reasoning_effort"]
+    if template_kwargs:
+        fields["chat_template_kwargs"] = template_kwargs
     return fields
 
 
@@ -64,22 +76,60 @@ def _response_format(parameters: dict) -> dict | None:
     return None
 
 
+def chat_messages(messages: list[PromptMessage]) -> list[dict]:
+    """Dify's conversation in the shape every family's chat template can render.
+
+    System and developer messages after the first message are merged, in order, into one
+    leading system message: several templates refuse them (Xinference's `strict_system_first`
+    400, "roles must alternate"), others drop them silently.
+    """
+    wire = [chat_message(message) for message in messages]
+    instructions = [message for message in wire if message["role"] == "system"]
+    if len(instructions) < 2 and (not instructions or wire[0] is instructions[0]):
+        return wire
+    leading = {"role": "system", "content": "\n\n".join(_text_of(message["content"]) for message in instructions)}
+    return [leading, *(message for message in wire if message["role"] != "system")]
+
+
 def chat_message(message: PromptMessage) -> dict:
     # Xinference's chat templates know no "developer" role; it means what "system" means.
     role = "system" if message.role.value == "developer" else message.role.value
     wire: dict = {"role": role, "content": _content(message)}
-    if isinstance(message, AssistantPromptMessage) and message.tool_calls:
-        wire["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.function.name, "arguments": call.function.arguments},
-            }
-            for call in message.tool_calls
-        ]
+    if isinstance(message, AssistantPromptMessage):
+        answer, reasoning = _split_reasoning(wire["content"])
+        wire["content"] = answer
+        if reasoning:
+            # Templates that want earlier reasoning read this field (and decide which turns keep it).
+            wire["reasoning_content"] = reasoning
+        if message.tool_calls:
+            wire["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+                for call in message.tool_calls
+            ]
     if isinstance(message, ToolPromptMessage):
         wire["tool_call_id"] = message.tool_call_id
+        if message.name:
+            # Qwen1.5/Qwen2 templates raise without it (dify#11010).
+            wire["name"] = message.name
     return wire
+
+
+def _split_reasoning(content: str | list[dict] | None) -> tuple[str | list[dict] | None, str]:
+    """Dify keeps an answer's `<think>…</think>` in its text; the reasoning is not the answer."""
+    if not isinstance(content, str) or "</think>" not in content:
+        return content, ""
+    thought, answer = content.rsplit("</think>", 1)
+    return answer.lstrip(), thought.replace("<think>", "").strip()
+
+
+def _text_of(content: str | list[dict] | None) -> str:
+    if isinstance(content, list):
+        return "\n".join(part["text"] for part in content if part.get("type") == "text")
+    return content or ""
 
 
 def _content(message: PromptMessage) -> str | list[dict] | None:
