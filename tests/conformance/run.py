@@ -99,12 +99,12 @@ def run_pair(model, credentials: dict, schema, shape: Shape, entry: dict) -> tup
         if parameters is None:
             return NOT_SENT, "no thinking or reasoning-effort parameter for this family"
     try:
-        result = model.invoke(
+        chunks = model.invoke(
             entry["family"], credentials, shape.messages, parameters, tools=shape.tools or None, stream=False
         )
+        prompt = "".join(chunk.delta.message.content or "" for chunk in chunks)
     except InvokeError as exc:
         return FAIL, f"{type(exc).__name__}: {exc}"[:400]
-    prompt = result.message.content or ""
     wanted, reasoning = expected_texts(shape)
     missing = [text[:60] for text in wanted if text not in prompt]
     if missing:
