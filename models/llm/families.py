@@ -77,7 +77,9 @@ def forget_tool_refusals() -> None:
         _refused.clear()
 
 
-def send_without_refused_tools(send: Callable[[dict], T], body: dict, server_url: str, description: ModelDescription) -> T:
+def send_without_refused_tools(
+    send: Callable[[dict], T], body: dict, server_url: str, description: ModelDescription
+) -> T:
     """Sends the body; when the server refuses its tools, remembers that and sends it without them.
 
     Dify then sees a model without tool calling (the schema stops offering it) and runs its

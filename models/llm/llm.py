@@ -59,13 +59,15 @@ class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
             body["stop"] = stop
 
         call = AnswerReader(self, model, credentials, prompt_messages, tools)
+        server = settings.base_url
         if not stream:
-            answer = send_without_refused_tools(lambda b: client.post_json(path, b), body, settings.base_url, description)
+            answer = send_without_refused_tools(lambda sent: client.post_json(path, sent), body, server, description)
             return call.result(parse_wire(CompletionAnswer, answer))
         body["stream"] = True
         if chat:
             body["stream_options"] = {"include_usage": True}
-        return call.chunks(send_without_refused_tools(lambda b: client.post_events(path, b), body, settings.base_url, description))
+        events = send_without_refused_tools(lambda sent: client.post_events(path, sent), body, server, description)
+        return call.chunks(events)
 
     def get_num_tokens(
         self,

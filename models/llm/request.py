@@ -87,7 +87,8 @@ def chat_messages(messages: list[PromptMessage]) -> list[dict]:
     instructions = [message for message in wire if message["role"] == "system"]
     if len(instructions) < 2 and (not instructions or wire[0] is instructions[0]):
         return wire
-    leading = {"role": "system", "content": "\n\n".join(_text_of(message["content"]) for message in instructions)}
+    merged = "\n\n".join(_text_of(message["content"]) for message in instructions)
+    leading = {"role": "system", "content": merged}
     return [leading, *(message for message in wire if message["role"] != "system")]
 
 
