@@ -1,21 +1,14 @@
-"""What a model's family implies beyond its abilities: what its chat template reads and what
-the server refuses.
+"""What a model's family implies beyond its abilities: what its chat template reads or drops.
 
 The description names the family (`model_family`, or `model_name` for a built-in model);
-a custom registration names the built-in family whose template it reuses.
+a custom registration names the built-in family whose template it reuses. The chat
+templates themselves stay on the server, so what they need is recorded here, checked
+against every family of Xinference's catalog by the conformance tier (tests/conformance).
 """
 
-import re
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
-
-from dify_plugin.errors.model import InvokeBadRequestError
 
 from models.common.metadata import ModelDescription
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,58 +30,40 @@ _REASONING_EFFORTS = {
     "qwen3.8-Flash-Next": ReasoningEffort(("low", "medium", "xhigh"), "xhigh"),
 }
 
+# Templates that render no system message at all: deepseek-v3's reads a `system` variable
+# Xinference never sets, orion-chat's knows only user and assistant turns.
+_NO_SYSTEM_ROLE = {"deepseek-v3", "orion-chat"}
+
+# Templates that iterate tool-call arguments as a mapping (`_args.items()`) in a form
+# Xinference 4.1.0's own argument normalisation does not recognise.
+_ARGUMENTS_AS_OBJECTS = {"MiniMax-M2", "MiniMax-M2.5", "MiniMax-M2.7", "MiniMax-M3"}
+
+
+@dataclass(frozen=True)
+class TemplateNeeds:
+    """How a conversation must be shaped for the family's template to render all of it."""
+
+    system_in_first_user: bool = False
+    arguments_as_objects: bool = False
+
 
 def family_of(description: ModelDescription) -> str:
     return description.model_family or description.model_name or ""
 
 
+def _known(table, description: ModelDescription):
+    for name in (family_of(description), description.model_name or ""):
+        if name in table:
+            return table[name] if isinstance(table, dict) else name
+    return None
+
+
 def reasoning_effort_of(description: ModelDescription) -> ReasoningEffort | None:
-    return _REASONING_EFFORTS.get(family_of(description)) or _REASONING_EFFORTS.get(description.model_name or "")
+    return _known(_REASONING_EFFORTS, description)
 
 
-# ---- tool calls the server refuses ------------------------------------------------------
-#
-# Xinference accepts `tools` (and a conversation ending in a tool result) only for families
-# whose tool parser it knows, and answers 400 "Only {…} support tool calls" otherwise. The
-# description does not say which families those are (several declare the `tools` ability
-# without a parser), and the error's list is cut short in our messages; what the refusal
-# proves is enough: this family, on this server, takes no tools. Kept for the process's life.
-
-_REFUSAL = re.compile(r"support tool (calls|messages)")
-_refused: set[tuple[str, str]] = set()
-_refused_lock = threading.Lock()
-
-
-def is_tool_refusal(message: str) -> bool:
-    return bool(_REFUSAL.search(message))
-
-
-def remember_tool_refusal(server_url: str, description: ModelDescription) -> None:
-    with _refused_lock:
-        _refused.add((server_url, family_of(description)))
-
-
-def server_refuses_tools(server_url: str, description: ModelDescription) -> bool:
-    return (server_url, family_of(description)) in _refused
-
-
-def forget_tool_refusals() -> None:
-    with _refused_lock:
-        _refused.clear()
-
-
-def send_without_refused_tools(
-    send: Callable[[dict], T], body: dict, server_url: str, description: ModelDescription
-) -> T:
-    """Sends the body; when the server refuses its tools, remembers that and sends it without them.
-
-    Dify then sees a model without tool calling (the schema stops offering it) and runs its
-    agents by prompting instead of function calling.
-    """
-    try:
-        return send(body)
-    except InvokeBadRequestError as exc:
-        if "tools" not in body or not is_tool_refusal(str(exc)):
-            raise
-        remember_tool_refusal(server_url, description)
-        return send({name: value for name, value in body.items() if name not in ("tools", "tool_choice")})
+def template_needs(description: ModelDescription) -> TemplateNeeds:
+    return TemplateNeeds(
+        system_in_first_user=_known(_NO_SYSTEM_ROLE, description) is not None,
+        arguments_as_objects=_known(_ARGUMENTS_AS_OBJECTS, description) is not None,
+    )

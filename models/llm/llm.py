@@ -14,8 +14,9 @@ from models.common.metadata import ModelDescription
 from models.common.model_base import XinferenceModel
 from models.common.wire import CompletionAnswer, parse_wire
 from models.llm.answers import AnswerReader
-from models.llm.families import send_without_refused_tools
+from models.llm.families import template_needs
 from models.llm.overrides import OverrideError, parse_overrides
+from models.llm.refusals import send_without_refused_tools
 from models.llm.request import (
     chat_messages,
     completion_prompt,
@@ -48,7 +49,10 @@ class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
         chat = capabilities.mode is LLMMode.CHAT
         if chat:
             path = "/v1/chat/completions"
-            body = {"model": settings.model_uid, "messages": chat_messages(prompt_messages)}
+            messages = chat_messages(
+                prompt_messages, template_needs(description), tools_as_text=not capabilities.tool_calling
+            )
+            body = {"model": settings.model_uid, "messages": messages}
             if tools and capabilities.tool_calling:
                 body["tools"] = [tool_definition(tool) for tool in tools]
         else:

@@ -17,8 +17,9 @@ from dify_plugin.errors.model import InvokeBadRequestError
 
 from models.common.metadata import ModelDescription
 from models.common.model_base import customizable_schema
-from models.llm.families import reasoning_effort_of, server_refuses_tools
+from models.llm.families import reasoning_effort_of
 from models.llm.overrides import LLMOverrides, OverrideError, parse_overrides
+from models.llm.refusals import server_refuses_tools
 
 DEFAULT_CONTEXT_LENGTH = 2048
 

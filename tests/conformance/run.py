@@ -142,6 +142,7 @@ def main() -> int:
     options = parser.parse_args()
     started = time.monotonic()
     server, url = start_server()
+    print(f"the Xinference side is up after {time.monotonic() - started:.0f}s", flush=True)
     try:
         import requests
 

@@ -8,8 +8,11 @@ catalog, using the installed package's own code (nothing here re-implements it):
   (`RESTfulAPI.create_chat_completion`: tool-call family sets, `strict_system_first`, the
   qwen3.8 `reasoning_effort` checks, `enable_thinking` handling), with a stand-in model whose
   `chat` renders the prompt through the Transformers engine's own path
-  (`PytorchChatModel._get_full_prompt` → `ChatModelMixin.get_full_context` →
-  `_build_from_raw_template`, the family's template, its reasoning and tool parsers).
+  (`PytorchChatModel._get_full_prompt` → `ChatModelMixin.get_full_context` → the
+  tokenizer's `apply_chat_template`, falling back to `_build_from_raw_template` as the
+  server does; the family's template, its reasoning and tool parsers). The family's own
+  tokenizer files are not here: a vocabulary-free tokenizer with `<s>`/`</s>` stands in,
+  which renders templates exactly as a real one (`tokenize=False`).
   The answer's `content` is the rendered prompt; a template error answers 500 with its text.
 - `GET /catalog`: what the plugin side needs to judge a rendered prompt.
 
@@ -31,12 +34,21 @@ import xinference.api.restful_api as restful_api  # noqa: E402
 import xinference.model.llm as llm  # noqa: E402
 from fastapi import HTTPException  # noqa: E402
 from starlette.requests import Request  # noqa: E402
+from tokenizers import Tokenizer  # noqa: E402
+from tokenizers.models import WordLevel  # noqa: E402
+from transformers import PreTrainedTokenizerFast  # noqa: E402
 from xinference.model.llm.transformers.core import PytorchChatModel  # noqa: E402
 
 llm._install()
 restful_api.XINFERENCE_TOKEN_ROUTER_ENABLED = False  # a plain server, no virtual UIDs
 FAMILIES = {family.model_name: family for family in llm.BUILTIN_LLM_FAMILIES}
 TEMPLATE_ERRORS: dict[str, str] = {}  # request id → the template's own error text
+TOKENIZER = PreTrainedTokenizerFast(
+    tokenizer_object=Tokenizer(WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2}, unk_token="<unk>")),
+    bos_token="<s>",
+    eos_token="</s>",
+    unk_token="<unk>",
+)
 
 
 def bound_family(family):
@@ -51,11 +63,11 @@ def description(family) -> dict:
 
 
 def renderer(family) -> PytorchChatModel:
-    """The Transformers chat model's prompt building, without weights or tokenizer."""
+    """The Transformers chat model's prompt building, without weights."""
     model = PytorchChatModel.__new__(PytorchChatModel)
     model.model_family = bound_family(family)
     model.model_uid = family.model_name
-    model._tokenizer = None
+    model._tokenizer = TOKENIZER
     model.reasoning_parser = None
     model.tool_parser = None
     abilities = family.model_ability or []

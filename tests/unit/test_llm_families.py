@@ -15,7 +15,7 @@ from dify_plugin.entities.model.message import (
 )
 from dify_plugin.errors.model import CredentialsValidateFailedError, InvokeBadRequestError
 
-from models.llm import families
+from models.llm import refusals
 from models.llm.llm import XinferenceLargeLanguageModel
 from tests.unit.xinference import SERVER, UID, chat_answer, chunk, credentials, describe_llm, sse
 
@@ -32,9 +32,9 @@ TOOLS_REFUSED = {"detail": "Only {'qwen2.5-instruct', 'glm4-chat', 'llama-3.1-in
 
 @pytest.fixture(autouse=True)
 def _no_remembered_refusals():
-    families.forget_tool_refusals()
+    refusals.forget_tool_refusals()
     yield
-    families.forget_tool_refusals()
+    refusals.forget_tool_refusals()
 
 
 def llm() -> XinferenceLargeLanguageModel:
