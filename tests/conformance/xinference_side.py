@@ -92,6 +92,9 @@ class StandInModel:
 
     async def chat(self, messages, generate_config, **_):
         try:
+            if not self.family.chat_template:
+                # The real engine loads the model's own template (or encoder) from its files.
+                raise LookupError("no chat template in the catalog")
             prompt = renderer(self.family)._get_full_prompt(
                 messages, generate_config.get("tools"), generate_config
             )
