@@ -1,6 +1,7 @@
 """The request body: Dify's prompt messages, tools and parameters in Xinference's (OpenAI's) shapes."""
 
 import json
+import re
 from collections.abc import Iterable
 
 from dify_plugin.entities.model.message import (
@@ -31,6 +32,7 @@ _PASSED_THROUGH = (
     "seed",
 )
 _TOKENS_PER_MESSAGE = 4
+_THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 def sampling_fields(parameters: dict, description: ModelDescription, chat: bool) -> dict:
@@ -185,8 +187,12 @@ def _split_reasoning(content: str | list[dict] | None) -> tuple[str | list[dict]
     """Dify keeps an answer's `<think>…</think>` in its text; the reasoning is not the answer."""
     if not isinstance(content, str) or "</think>" not in content:
         return content, ""
-    thought, answer = content.rsplit("</think>", 1)
-    return answer.lstrip(), thought.replace("<think>", "").strip()
+    thoughts = _THINK_BLOCK.findall(content)
+    answer = _THINK_BLOCK.sub("", content)
+    if "</think>" in answer:  # a model that starts thinking unprompted never sends the opening tag
+        thought, answer = answer.rsplit("</think>", 1)
+        thoughts.insert(0, thought)
+    return answer.strip(), "\n\n".join(thought.strip() for thought in thoughts if thought.strip())
 
 
 def _text_of(content: str | list[dict] | None) -> str:

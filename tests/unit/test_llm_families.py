@@ -82,6 +82,21 @@ def test_earlier_reasoning_leaves_the_answer_text_and_travels_as_reasoning_conte
 
 
 @responses.activate
+@pytest.mark.parametrize(
+    ("stored", "answer", "reasoning"),
+    [
+        ("Let me see.\n</think>\n\nParis.", "Paris.", "Let me see."),  # the opening tag was never streamed
+        ("<think>A</think>Step one.<think>B</think>Paris.", "Step one.Paris.", "A\n\nB"),  # agent rounds
+    ],
+)
+def test_every_reasoning_block_leaves_the_answer_text(stored, answer, reasoning):
+    responses.get(DESCRIBE, json=describe_llm())
+    responses.post(CHAT, json=chat_answer())
+    invoke([UserPromptMessage(content="Q"), AssistantPromptMessage(content=stored), UserPromptMessage(content="?")])
+    assert sent()["messages"][1] == {"role": "assistant", "content": answer, "reasoning_content": reasoning}
+
+
+@responses.activate
 def test_an_answer_without_reasoning_is_sent_as_it_is():
     responses.get(DESCRIBE, json=describe_llm())
     responses.post(CHAT, json=chat_answer())
@@ -263,3 +278,50 @@ def test_a_bad_override_is_named_when_saving_and_when_invoking(field, value, wor
     with pytest.raises(InvokeBadRequestError, match=f"{field}.*{wording}"):
         invoke([UserPromptMessage(content="Hi")], creds=creds)
     assert not [c for c in responses.calls if c.request.method == "POST"]
+
+
+# ---- what particular templates need ----------------------------------------------------
+
+
+@responses.activate
+def test_after_a_refusal_earlier_tool_turns_reach_the_model_as_text():
+    responses.get(DESCRIBE, json=describe_llm(abilities=["chat", "tools"], model_family="seed-oss"))
+    responses.post(CHAT, status=400, json={"detail": "Only {'qwen2.5-instruct', 'glm4-chat'} support tool messages"})
+    responses.post(CHAT, json=chat_answer(content="It is sunny."))
+    invoke(
+        [
+            UserPromptMessage(content="Weather in Paris?"),
+            AssistantPromptMessage(content="", tool_calls=[call("call_1", "get_weather", '{"city": "Paris"}')]),
+            ToolPromptMessage(content="Sunny", tool_call_id="call_1", name="get_weather"),
+        ],
+        tools=[WEATHER],
+    )
+    assert sent()["messages"] == [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": 'Called get_weather({"city": "Paris"})'},
+        {"role": "user", "content": "get_weather returned: Sunny"},
+    ]
+
+
+@responses.activate
+def test_a_template_without_a_system_role_gets_the_instructions_in_the_first_user_turn():
+    responses.get(DESCRIBE, json=describe_llm(abilities=["chat"], model_family="deepseek-v3"))
+    responses.post(CHAT, json=chat_answer())
+    invoke([SystemPromptMessage(content="Be brief."), UserPromptMessage(content="Hi")])
+    assert sent()["messages"] == [{"role": "user", "content": "Be brief.\n\nHi"}]
+
+
+@responses.activate
+@pytest.mark.parametrize(("family", "arguments"), [("MiniMax-M2", {"city": "Paris"}), ("qwen3", '{"city": "Paris"}')])
+def test_tool_call_arguments_are_objects_only_for_templates_that_need_them(family, arguments):
+    responses.get(DESCRIBE, json=describe_llm(abilities=["chat", "tools"], model_family=family))
+    responses.post(CHAT, json=chat_answer())
+    invoke(
+        [
+            UserPromptMessage(content="Weather in Paris?"),
+            AssistantPromptMessage(content="", tool_calls=[call("call_1", "get_weather", '{"city": "Paris"}')]),
+            ToolPromptMessage(content="Sunny", tool_call_id="call_1", name="get_weather"),
+        ],
+        tools=[WEATHER],
+    )
+    assert sent()["messages"][1]["tool_calls"][0]["function"]["arguments"] == arguments
