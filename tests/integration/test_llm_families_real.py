@@ -50,6 +50,9 @@ def register_as(testbed: dict, uid: str, family: str) -> None:
         "model_description": f"tiny testbed model with {family}'s chat template",
         "model_family": family,
         "context_length": 4096,
+        # The tiny model is a Qwen2; without this the server picks the class of the family's
+        # real architecture (qwen3.6's is a vision model).
+        "architectures": ["Qwen2ForCausalLM"],
         "model_specs": [{**tiny["model_specs"][0], "model_id": None}],
         "chat_template": real["chat_template"],
         "stop_token_ids": real.get("stop_token_ids") or tiny.get("stop_token_ids"),
