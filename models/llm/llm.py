@@ -7,20 +7,24 @@ from dify_plugin import LargeLanguageModel
 from dify_plugin.entities.model import AIModelEntity
 from dify_plugin.entities.model.llm import LLMMode, LLMResult, LLMResultChunk
 from dify_plugin.entities.model.message import PromptMessage, PromptMessageTool
+from dify_plugin.errors.model import CredentialsValidateFailedError
 
 from models.common.credentials import ServerSettings
 from models.common.http import XinferenceClient
 from models.common.model_base import XinferenceModel
 from models.common.wire import CompletionAnswer, ModelDescription, parse_wire
 from models.llm.answers import AnswerReader
+from models.llm.families import template_needs
+from models.llm.overrides import OverrideError, parse_overrides
+from models.llm.refusals import send_without_refused_tools
 from models.llm.request import (
-    chat_message,
+    chat_messages,
     completion_prompt,
     estimate_prompt_tokens,
     sampling_fields,
     tool_definition,
 )
-from models.llm.schema import mode_of, schema_of
+from models.llm.schema import capabilities_for, mode_of, schema_of
 
 
 class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguageModel):
@@ -39,12 +43,16 @@ class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguag
         user: str | None = None,
     ) -> LLMResult | Generator[LLMResultChunk, None, None]:
         settings, description = self.prepare(credentials)
+        capabilities = capabilities_for(credentials, settings.base_url, description)
         client = XinferenceClient(settings)
-        chat = mode_of(description) is LLMMode.CHAT
+        chat = capabilities.mode is LLMMode.CHAT
         if chat:
             path = "/v1/chat/completions"
-            body: dict[str, Any] = {"model": settings.model_uid, "messages": [chat_message(m) for m in prompt_messages]}
-            if tools:
+            messages = chat_messages(
+                prompt_messages, template_needs(description), tools_as_text=not capabilities.tool_calling
+            )
+            body: dict[str, Any] = {"model": settings.model_uid, "messages": messages}
+            if tools and capabilities.tool_calling:
                 body["tools"] = [tool_definition(tool) for tool in tools]
         else:
             path = "/v1/completions"
@@ -54,12 +62,15 @@ class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguag
             body["stop"] = stop
 
         call = AnswerReader(self, model, credentials, prompt_messages, tools)
+        server = settings.base_url
         if not stream:
-            return call.result(parse_wire(CompletionAnswer, client.post_json(path, body)))
+            answer = send_without_refused_tools(lambda sent: client.post_json(path, sent), body, server, description)
+            return call.result(parse_wire(CompletionAnswer, answer))
         body["stream"] = True
         if chat:
             body["stream_options"] = {"include_usage": True}
-        return call.chunks(client.post_events(path, body))
+        events = send_without_refused_tools(lambda sent: client.post_events(path, sent), body, server, description)
+        return call.chunks(events)
 
     def get_num_tokens(
         self,
@@ -71,13 +82,20 @@ class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguag
         return estimate_prompt_tokens(prompt_messages, tools)
 
     def validate_credentials(self, model: str, credentials: dict) -> None:
+        try:
+            parse_overrides(credentials)
+        except OverrideError as exc:
+            raise CredentialsValidateFailedError(str(exc)) from exc
         self.validate_with_probe(credentials, _probe_with_tiny_request)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
-        description = self.prepare(credentials).description
+        settings, description = self.prepare(credentials)
+        capabilities = capabilities_for(credentials, settings.base_url, description)
         # The SDK asks for the schema three times per invoke (parameter check, prompt and
         # completion price); the SDK's in-place template filling is idempotent.
-        return description.derived(("llm-schema", model), lambda: schema_of(model, description))
+        return description.derived(
+            ("llm-schema", model, capabilities), lambda: schema_of(model, description, capabilities)
+        )
 
     # `_invoke_error_mapping` and `_transform_invoke_error` come from XinferenceModel:
     # one table for every model type (models/common/errors.py).

@@ -1,5 +1,8 @@
 """What an LLM's description implies for Dify: mode, context size, features, parameter rules."""
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from dify_plugin.entities import I18nObject
 from dify_plugin.entities.model import (
     AIModelEntity,
@@ -10,24 +13,53 @@ from dify_plugin.entities.model import (
     ParameterType,
 )
 from dify_plugin.entities.model.llm import LLMMode
+from dify_plugin.errors.model import InvokeBadRequestError
 
 from models.common.metadata import ModelDescription
 from models.common.model_base import customizable_schema
+from models.llm.families import reasoning_effort_of
+from models.llm.overrides import LLMOverrides, OverrideError, parse_overrides
+from models.llm.refusals import server_refuses_tools
 
 DEFAULT_CONTEXT_LENGTH = 2048
 
 
-def schema_of(model: str, description: ModelDescription) -> AIModelEntity:
-    context_length = description.context_length or DEFAULT_CONTEXT_LENGTH
+@dataclass(frozen=True)
+class Capabilities:
+    """What Dify may use this model for: the description, completed by the admin's settings."""
+
+    mode: LLMMode
+    context_length: int
+    max_output_tokens: int
+    tool_calling: bool
+    vision: bool
+    structured_output: bool
+
+
+def capabilities_of(description: ModelDescription, overrides: LLMOverrides, tools_refused: bool) -> Capabilities:
+    mode = mode_of(description)
+    chat = mode is LLMMode.CHAT
+    context_length = overrides.context_length(description) or DEFAULT_CONTEXT_LENGTH
+    return Capabilities(
+        mode=mode,
+        context_length=context_length,
+        max_output_tokens=overrides.max_output_tokens or context_length,
+        tool_calling=chat and overrides.tool_calling.decide(description.has("tools") and not tools_refused),
+        vision=chat and overrides.vision.decide(description.has("vision") or description.has("omni")),
+        structured_output=chat and overrides.structured_output.decide(True),
+    )
+
+
+def schema_of(model: str, description: ModelDescription, capabilities: Capabilities) -> AIModelEntity:
     return customizable_schema(
         model,
         ModelType.LLM,
         {
-            ModelPropertyKey.MODE: mode_of(description).value,
-            ModelPropertyKey.CONTEXT_SIZE: context_length,
+            ModelPropertyKey.MODE: capabilities.mode.value,
+            ModelPropertyKey.CONTEXT_SIZE: capabilities.context_length,
         },
-        features=_features_of(description),
-        parameter_rules=_parameter_rules(description, context_length),
+        features=_features_of(description, capabilities),
+        parameter_rules=_parameter_rules(description, capabilities),
     )
 
 
@@ -37,18 +69,20 @@ def mode_of(description: ModelDescription) -> LLMMode:
     return LLMMode.CHAT
 
 
-def _features_of(description: ModelDescription) -> list[ModelFeature]:
-    if mode_of(description) is LLMMode.COMPLETION:
+def _features_of(description: ModelDescription, capabilities: Capabilities) -> list[ModelFeature]:
+    if capabilities.mode is LLMMode.COMPLETION:
         return []
-    features = [ModelFeature.STRUCTURED_OUTPUT]
-    if description.has("tools"):
+    features = []
+    if capabilities.structured_output:
+        features.append(ModelFeature.STRUCTURED_OUTPUT)
+    if capabilities.tool_calling:
         features += [
             ModelFeature.TOOL_CALL,
             ModelFeature.MULTI_TOOL_CALL,
             ModelFeature.STREAM_TOOL_CALL,
             ModelFeature.AGENT_THOUGHT,
         ]
-    if description.has("vision") or description.has("omni"):
+    if capabilities.vision:
         features.append(ModelFeature.VISION)
     if description.has("audio") or description.has("omni"):
         features.append(ModelFeature.AUDIO)
@@ -61,7 +95,8 @@ def _label(en_us: str, zh_hans: str) -> I18nObject:
     return I18nObject(en_US=en_us, zh_Hans=zh_hans)
 
 
-def _parameter_rules(description: ModelDescription, context_length: int) -> list[ParameterRule]:
+def _parameter_rules(description: ModelDescription, capabilities: Capabilities) -> list[ParameterRule]:
+    max_output_tokens = capabilities.max_output_tokens
     rules = [
         ParameterRule(name="temperature", use_template="temperature", max=2.0),
         ParameterRule(name="top_p", use_template="top_p"),
@@ -85,8 +120,8 @@ def _parameter_rules(description: ModelDescription, context_length: int) -> list
             name="max_tokens",
             use_template="max_tokens",
             min=1,
-            max=context_length,
-            default=min(512, context_length),
+            max=max_output_tokens,
+            default=min(512, max_output_tokens),
         ),
         ParameterRule(
             name="seed",
@@ -98,7 +133,7 @@ def _parameter_rules(description: ModelDescription, context_length: int) -> list
             type=ParameterType.INT,
         ),
     ]
-    if mode_of(description) is LLMMode.CHAT:
+    if capabilities.structured_output:
         rules += [
             ParameterRule(
                 name="response_format",
@@ -126,4 +161,27 @@ def _parameter_rules(description: ModelDescription, context_length: int) -> list
                 default=True,
             )
         )
+    effort = reasoning_effort_of(description)
+    if effort:
+        rules.append(
+            ParameterRule(
+                name="reasoning_effort",
+                label=_label("Reasoning effort", "推理强度"),
+                help=_label(
+                    f"How much this model reasons before it answers; empty means its default ({effort.default}).",
+                    f"该模型回答前推理的程度；留空则使用默认值（{effort.default}）。",
+                ),
+                type=ParameterType.STRING,
+                options=list(effort.options),
+            )
+        )
     return rules
+
+
+def capabilities_for(credentials: Mapping, server_url: str, description: ModelDescription) -> Capabilities:
+    """The model's capabilities under the admin's saved LLM settings; a bad setting is a bad request."""
+    try:
+        overrides = parse_overrides(credentials)
+    except OverrideError as exc:
+        raise InvokeBadRequestError(str(exc)) from exc
+    return capabilities_of(description, overrides, server_refuses_tools(server_url, description))

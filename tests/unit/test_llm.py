@@ -188,14 +188,14 @@ def test_messages_tools_history_and_images_reach_the_server_in_openai_shape():
     invoke(stream=False, messages=history, tools=[WEATHER_TOOL])
     body = sent_body()
     roles = [m["role"] for m in body["messages"]]
-    assert roles == ["system", "system", "user", "assistant", "tool", "tool"]
-    assert body["messages"][2]["content"][1] == {
+    assert roles == ["system", "user", "assistant", "tool", "tool"]
+    assert body["messages"][1]["content"][1] == {
         "type": "image_url",
         "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
     }
-    assert [c["id"] for c in body["messages"][3]["tool_calls"]] == ["call_a", "call_b"]
-    assert body["messages"][3]["tool_calls"][1]["function"] == {"name": "get_weather", "arguments": '{"city": "Rome"}'}
-    assert body["messages"][5]["tool_call_id"] == "call_b"
+    assert [c["id"] for c in body["messages"][2]["tool_calls"]] == ["call_a", "call_b"]
+    assert body["messages"][2]["tool_calls"][1]["function"] == {"name": "get_weather", "arguments": '{"city": "Rome"}'}
+    assert body["messages"][4]["tool_call_id"] == "call_b"
     assert body["tools"] == [
         {
             "type": "function",
