@@ -21,6 +21,7 @@ from models.llm.request import (
     tool_definition,
 )
 from models.llm.schema import mode_of, schema_of
+from models.llm.tool_stream import streamed_answer
 
 
 class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
@@ -60,7 +61,7 @@ class XinferenceLargeLanguageModel(XinferenceModel, LargeLanguageModel):
         body["stream"] = True
         if chat:
             body["stream_options"] = {"include_usage": True}
-        return call.chunks(client.post_events(path, body))
+        return streamed_answer(client, path, body, call)
 
     def get_num_tokens(
         self,
