@@ -142,8 +142,10 @@ def test_missing_and_bad_keys_are_authorization_errors_with_the_servers_words(fo
         record = serve(folder, case)
         assert record["status"] == 401
         with pytest.raises(InvokeAuthorizationError) as raised:
-            XinferenceLargeLanguageModel(model_schemas=[]).invoke(
-                "m", credentials(folder, "chat", api_key="sk-badKey0000000"), [UserPromptMessage(content="Hi")], {}
+            list(
+                XinferenceLargeLanguageModel(model_schemas=[]).invoke(
+                    "m", credentials(folder, "chat", api_key="sk-badKey0000000"), [UserPromptMessage(content="Hi")], {}
+                )
             )
         assert record["body"]["detail"] in str(raised.value)
         assert "sk-badKey0000000" not in str(raised.value)
