@@ -25,6 +25,7 @@ from models.llm.request import (
     tool_definition,
 )
 from models.llm.schema import capabilities_for, mode_of, schema_of
+from models.llm.tool_stream import streamed_answer
 
 
 class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguageModel):
@@ -69,8 +70,9 @@ class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguag
         body["stream"] = True
         if chat:
             body["stream_options"] = {"include_usage": True}
-        events = send_without_refused_tools(lambda sent: client.post_events(path, sent), body, server, description)
-        return call.chunks(events)
+        return send_without_refused_tools(
+            lambda sent: streamed_answer(client, path, sent, call), body, server, description
+        )
 
     def get_num_tokens(
         self,

@@ -149,7 +149,10 @@ def _embed_batch(
     raw = client.post_json("/v1/embeddings", body)
     answer = parse_wire(EmbeddingAnswer, raw)
     items = sorted(answer.data, key=lambda item: item.index)
-    if [item.index for item in items] != list(range(len(batch))):
+    # Xinference 1.17.1 numbers on across concurrent requests it ran as one batch (a second
+    # request's three vectors come as 3, 4, 5): the order is what counts.
+    first = items[0].index if items else 0
+    if [item.index - first for item in items] != list(range(len(batch))):
         raise InvokeServerUnavailableError(
             f"Xinference answered {len(items)} embeddings with indices "
             f"{[item.index for item in items][:10]} for {len(batch)} inputs"

@@ -115,7 +115,8 @@ def test_recorded_tool_calls_blocking_and_streamed(recorded):
     meta, load, serve = recorded
     serve("describe_llm")
     blocking = serve("chat_tools")["body"]["choices"][0]["message"]["tool_calls"][0]["function"]
-    serve("chat_tools_stream")
+    if serve("chat_tools_stream")["status"] == 400:  # 1.10-2.1 refuse stream + tools: asked again, blocking
+        serve("chat_tools")
     model = XinferenceLargeLanguageModel(model_schemas=[])
     question = [UserPromptMessage(content="What is the weather in Paris?")]
     [result] = model.invoke("m", credentials(meta, "chat"), question, {}, tools=[WEATHER_TOOL], stream=False)

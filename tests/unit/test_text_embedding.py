@@ -199,6 +199,20 @@ def test_an_answer_with_the_wrong_number_of_vectors_is_a_server_error():
 
 
 @responses.activate
+def test_indices_numbered_on_across_requests_still_give_the_vectors_in_order():
+    # Xinference 1.17.1, several batches at once: the second request's vectors came as 3, 4, 5.
+    serve_describe()
+
+    def numbered_from_three(request):
+        inputs = json.loads(request.body)["input"]
+        data = [{"index": 3 + i, "object": "embedding", "embedding": vector_of(item)} for i, item in enumerate(inputs)]
+        return 200, {}, json.dumps({"object": "list", "model": UID, "data": data[::-1]})
+
+    responses.add_callback(responses.POST, EMBEDDINGS, callback=numbered_from_three)
+    assert embed(["a", "b", "c"]).embeddings == [vector_of("a"), vector_of("b"), vector_of("c")]
+
+
+@responses.activate
 def test_no_texts_gives_no_vectors():
     serve_describe()
     assert embed([]).embeddings == []
