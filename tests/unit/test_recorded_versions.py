@@ -9,12 +9,16 @@ import responses
 from dify_plugin.entities.model.message import PromptMessageTool, UserPromptMessage
 from dify_plugin.errors.model import InvokeAuthorizationError, InvokeError
 
-from models.common.errors import names_unknown_model
 from models.llm.llm import XinferenceLargeLanguageModel
 from models.rerank.rerank import XinferenceRerankModel
 from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 
 SERVER = "http://recorded.test:9997"
+
+
+def names_unknown_model(error: InvokeError) -> bool:
+    """What the user reads: the plugin says there is no running model with that UID."""
+    return "no running model with UID" in str(error)
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 WEATHER_TOOL = PromptMessageTool(
     name="get_weather",
