@@ -8,7 +8,6 @@ form shows them in that language.
 """
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
@@ -16,7 +15,10 @@ import yaml
 from tests.runtime.harness import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
-TRANSLATIONS = {"zh_Hans": REPO_ROOT / "readme" / "README_zh_Hans.md", "ja_JP": REPO_ROOT / "readme" / "README_ja_JP.md"}
+TRANSLATIONS = {
+    "zh_Hans": REPO_ROOT / "readme" / "README_zh_Hans.md",
+    "ja_JP": REPO_ROOT / "readme" / "README_ja_JP.md",
+}
 FENCED_BLOCK = re.compile(r"```.*?```", re.DOTALL)
 CJK = re.compile(r"[\u3400-\u4DBF\u4E00-\u9FFF]")  # what the Marketplace toolkit counts
 SOURCE_REPOSITORY = re.compile(r"https?://(?:www\.)?github\.com/[^\s)>\"]+")
@@ -27,7 +29,9 @@ URL = re.compile(r"https?://[A-Za-z0-9._~:/?#@!$&'*+,;=%-]+")
 def fenced_blocks(text: str) -> list[str]:
     """Each fenced block's commands; comments may be translated, the commands may not."""
     blocks = [block.splitlines()[1:-1] for block in FENCED_BLOCK.findall(text)]  # without the ``` lines
-    return ["\n".join(line.split("#", 1)[0].rstrip() for line in lines if line.split("#", 1)[0].strip()) for lines in blocks]
+    return [
+        "\n".join(line.split("#", 1)[0].rstrip() for line in lines if line.split("#", 1)[0].strip()) for lines in blocks
+    ]
 
 
 def inline_code(text: str) -> set[str]:

@@ -9,7 +9,6 @@ documented by hand.
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
 

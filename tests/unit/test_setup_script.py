@@ -20,7 +20,7 @@ def run_setup(tmp_path, python: str) -> subprocess.CompletedProcess:
         os.symlink(shutil.which(tool), tools / tool)
     return subprocess.run(
         [str(tmp_path / "scripts" / "setup")], env={"PATH": str(tools), "PYTHON": python},
-        capture_output=True, text=True, timeout=30,
+        capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
 
 
