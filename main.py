@@ -6,12 +6,6 @@ from dify_plugin import DifyPluginEnv, Plugin
 
 from models.common.credentials import MAX_INVOKE_TIMEOUT
 
-# Xinference answers can take minutes (long generations, models that are still loading);
-# the per-request timeout is the user's "invoke timeout" credential. The daemon cuts every
-# request at PLUGIN_MAX_EXECUTION_TIMEOUT (600 s by default), and so does the plugin.
-plugin = Plugin(DifyPluginEnv(MAX_REQUEST_TIMEOUT=int(MAX_INVOKE_TIMEOUT)))
-
-
 class RemoteDebuggingLog(logging.Filter):
     """Remote debugging: the SDK retries a refused key forever, logging a traceback for each
     failed read and write. A refused key ends the plugin with one line; other connection
@@ -36,7 +30,13 @@ class RemoteDebuggingLog(logging.Filter):
         return first_time
 
 
+# Before the plugin starts: in remote mode it connects and writes while being constructed.
 logging.getLogger("dify_plugin.core.server.tcp.request_reader").addFilter(RemoteDebuggingLog())
+
+# Xinference answers can take minutes (long generations, models that are still loading);
+# the per-request timeout is the user's "invoke timeout" credential. The daemon cuts every
+# request at PLUGIN_MAX_EXECUTION_TIMEOUT (600 s by default), and so does the plugin.
+plugin = Plugin(DifyPluginEnv(MAX_REQUEST_TIMEOUT=int(MAX_INVOKE_TIMEOUT)))
 
 if __name__ == "__main__":
     plugin.run()
