@@ -7,12 +7,6 @@ from dify_plugin.config.config import InstallMethod
 
 from models.common.credentials import MAX_INVOKE_TIMEOUT
 
-# Xinference answers can take minutes (long generations, models that are still loading);
-# the per-request timeout is the user's "invoke timeout" credential. The daemon cuts every
-# request at PLUGIN_MAX_EXECUTION_TIMEOUT (600 s by default), and so does the plugin.
-config = DifyPluginEnv(MAX_REQUEST_TIMEOUT=int(MAX_INVOKE_TIMEOUT))
-plugin = Plugin(config)
-
 
 class RemoteDebuggingLog(logging.Filter):
     """Remote debugging: the SDK retries a refused key forever, logging a traceback for each
@@ -38,7 +32,14 @@ class RemoteDebuggingLog(logging.Filter):
         return first_time
 
 
+# Before the plugin starts: in remote mode it connects and writes while being constructed.
 logging.getLogger("dify_plugin.core.server.tcp.request_reader").addFilter(RemoteDebuggingLog())
+
+# Xinference answers can take minutes (long generations, models that are still loading);
+# the per-request timeout is the user's "invoke timeout" credential. The daemon cuts every
+# request at PLUGIN_MAX_EXECUTION_TIMEOUT (600 s by default), and so does the plugin.
+config = DifyPluginEnv(MAX_REQUEST_TIMEOUT=int(MAX_INVOKE_TIMEOUT))
+plugin = Plugin(config)
 
 
 def mode_hint(install_method: InstallMethod) -> str | None:

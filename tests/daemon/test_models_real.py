@@ -94,7 +94,7 @@ def test_llm_num_tokens(call, real):
     assert result.chunks[-1]["num_tokens"] > 0
 
 
-def test_a_chat_the_server_refuses_arrives_with_its_words(call, real):
+def test_a_chat_with_an_embedding_model_is_refused_naming_it(call, real):
     result = call("llm/invoke", "llm", credentials(real, "embedding"), prompt_messages=[{"role": "user", "content": "Hi"}],
                   model_parameters={}, tools=[], stop=[], stream=True)  # fmt: skip
 
