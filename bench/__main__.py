@@ -29,9 +29,9 @@ from pathlib import Path
 
 from bench import cases
 from bench.embedding_dify import embedding_dify_style
-from bench.rerank_overhead import rerank_100
 from bench.measure import Row
 from bench.report import render_table
+from bench.rerank_overhead import rerank_100
 from bench.stdio_client import PLUGIN_ROOT, PluginProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -78,8 +78,11 @@ def _response_format(parameters: dict) -> dict | None:
     return None
 
 
+_NO_SPECIAL_NEEDS = TemplateNeeds()
+
+
 def chat_messages(
-    messages: list[PromptMessage], needs: TemplateNeeds = TemplateNeeds(), tools_as_text: bool = False
+    messages: list[PromptMessage], needs: TemplateNeeds = _NO_SPECIAL_NEEDS, tools_as_text: bool = False
 ) -> list[dict]:
     """Dify's conversation in the shape every family's chat template can render.
 
@@ -96,7 +99,7 @@ def chat_messages(
     return wire
 
 
-def chat_message(message: PromptMessage, needs: TemplateNeeds = TemplateNeeds()) -> dict:
+def chat_message(message: PromptMessage, needs: TemplateNeeds = _NO_SPECIAL_NEEDS) -> dict:
     # Xinference's chat templates know no "developer" role; it means what "system" means.
     role = "system" if message.role.value == "developer" else message.role.value
     wire: dict = {"role": role, "content": _content(message)}

@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-from dify_plugin.entities.model import ModelFeature
 from dify_plugin.entities.model.message import (
     AssistantPromptMessage,
     PromptMessage,
