@@ -42,7 +42,8 @@ def embedding_dify_style(settings: Settings, server: Server) -> list[Row]:
 
 def _one_model(settings: Settings, server: Server, uid: str, count: int) -> list[Row]:
     texts = [f"Chunk {i} of a knowledge base document about topic {i % 97}, paragraph {i % 13}." for i in range(count)]
-    credentials = server.credentials("embedding", uid)
+    # A slow CPU server queues the concurrent batches: give them time (a throughput bench).
+    credentials = server.credentials("embedding", uid, invoke_timeout=600)
     dims = _dimensions(server, uid)
     case = f"embedding, Dify-style, {count:,} texts × {dims} dims"
 
