@@ -107,24 +107,26 @@ def _ack_at_once(sock: socket.socket | None) -> None:
         pass
 
 
-class _QuickAckHTTPConnection(urllib3.connection.HTTPConnection):
+class _QuickAck:
+    """Mixed into urllib3's HTTP and HTTPS connections."""
+
+    sock: socket.socket | None
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         _mark_request_start(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         _ack_at_once(self.sock)
-        return super().getresponse(*args, **kwargs)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
-class _QuickAckHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _mark_request_start(self)
-        super().request(*args, **kwargs)
+class _QuickAckHTTPConnection(_QuickAck, urllib3.connection.HTTPConnection):
+    pass
 
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        _ack_at_once(self.sock)
-        return super().getresponse(*args, **kwargs)
+
+class _QuickAckHTTPSConnection(_QuickAck, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _QuickAckHTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):

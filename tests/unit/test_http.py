@@ -200,7 +200,10 @@ class _ServerThatDropsIdleConnections(_LoopbackServer):
 
 
 def test_a_keep_alive_connection_closed_by_the_server_is_retried_transparently(sleeps):
-    server = _ServerThatDropsIdleConnections()
+    _assert_the_second_call_is_answered_on_a_fresh_connection(_ServerThatDropsIdleConnections(), sleeps)
+
+
+def _assert_the_second_call_is_answered_on_a_fresh_connection(server, sleeps) -> None:
     reused = client(server_url=f"http://127.0.0.1:{server.port}", max_retries="0")
     assert reused.get_json("/v1/models") == {"data": []}
     assert reused.get_json("/v1/models") == {"data": []}
@@ -276,13 +279,7 @@ class _ServerThatResetsEveryRequest(_LoopbackServer):
 
 
 def test_a_reset_on_a_reused_keep_alive_connection_is_retried_once_on_a_fresh_one(sleeps):
-    server = _ServerThatResetsIdleConnections()
-    reused = client(server_url=f"http://127.0.0.1:{server.port}", max_retries="0")
-    assert reused.get_json("/v1/models") == {"data": []}
-    assert reused.get_json("/v1/models") == {"data": []}
-    assert len(server.connections) == 2
-    assert sleeps == []
-    server.listener.close()
+    _assert_the_second_call_is_answered_on_a_fresh_connection(_ServerThatResetsIdleConnections(), sleeps)
 
 
 def test_a_reset_on_a_fresh_connection_is_not_sent_again(sleeps):
