@@ -78,12 +78,12 @@ def test_a_model_without_prompts_of_its_own_is_unaffected(testbed):
 def test_a_prompt_the_model_lacks_is_learned_from_the_servers_answer_and_asked_once(testbed, monkeypatch):
     # A model the plugin takes for jina-embeddings-v3 (its name says so) whose config has
     # no `retrieval.query` prompt: MiniLM under that name. The server refuses the prompt.
-    real_describe = text_embedding.XinferenceTextEmbeddingModel.describe_checked
+    real_describe = text_embedding.XinferenceTextEmbeddingModel._checked_description
 
     def named_like_jina_v3(self, settings, **kwargs):
         return real_describe(self, settings, **kwargs).model_copy(update={"model_name": "jina-embeddings-v3"})
 
-    monkeypatch.setattr(text_embedding.XinferenceTextEmbeddingModel, "describe_checked", named_like_jina_v3)
+    monkeypatch.setattr(text_embedding.XinferenceTextEmbeddingModel, "_checked_description", named_like_jina_v3)
     headers = {"Authorization": f"Bearer {testbed['api_key']}"} if testbed.get("api_key") else {}
     refused = requests.post(testbed["url"] + "/v1/embeddings", headers=headers, timeout=60, json={
         "model": testbed["uids"]["embedding"], "input": ["x"], "prompt_name": "retrieval.query"})
