@@ -48,7 +48,8 @@ def float32(values: list[float]) -> bytes:
 @pytest.fixture(scope="module")
 def prompts_model(testbed):
     if "embedding_prompts" not in testbed["uids"]:
-        pytest.fail("the testbed has no embedding model with prompts (scripts/testbed is older than this test)")
+        # scripts/testbed launches it on Xinference 4.x only: older sentence-transformers cannot load it.
+        pytest.skip(f"no embedding model with prompts on this testbed (Xinference {testbed.get('xinference_version')})")
     return testbed
 
 

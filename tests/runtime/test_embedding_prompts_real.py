@@ -16,6 +16,9 @@ def float32(values: list[float]) -> bytes:
 
 
 def test_a_query_reaches_dify_embedded_with_the_query_prompt_and_the_daemon_is_told(plugin, testbed):
+    if "embedding_prompts" not in testbed["uids"]:
+        # scripts/testbed launches it on Xinference 4.x only: older sentence-transformers cannot load it.
+        pytest.skip(f"no embedding model with prompts on this testbed (Xinference {testbed.get('xinference_version')})")
     uid = testbed["uids"]["embedding_prompts"]
     credentials = {"server_url": testbed["url"], "model_uid": uid, "api_key": testbed.get("api_key") or ""}
 
