@@ -76,6 +76,10 @@ def register_as(testbed: dict, uid: str, family: str) -> None:
 
 @pytest.fixture(scope="module")
 def families(testbed):
+    version = testbed.get("xinference_version") or ""
+    if not version.startswith("4."):
+        # The families and templates proven here are 4.1.0's catalog (strict_system_first is a 3.x+ check).
+        pytest.skip(f"registers 4.x catalog families; this testbed runs Xinference {version}")
     uids = {"qwen2-instruct": "tiny-as-qwen2", "qwen3.6": "tiny-as-qwen3.6"}
     try:
         for family, uid in uids.items():
