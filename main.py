@@ -13,13 +13,25 @@ class RemoteDebuggingLog(logging.Filter):
     failed read and write. A refused key ends the plugin with one line; other connection
     errors are shown once each, without the traceback."""
 
+    # The daemon answers a wrong key with "handshake failed, invalid key" and hangs up. When the
+    # SDK's writer hits the closed socket before its reader got that line, it reconnects and
+    # writes again, forever, without ever reading the refusal: write failures in a row before
+    # any request arrived mean the same refusal.
+    WRITE_FAILURES_MEANING_REFUSAL = 3
+
     def __init__(self) -> None:
         super().__init__()
         self.seen: set[str] = set()
+        self.write_failures = 0
+        self.served = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "handshake failed, invalid key" in message:
+        if message.startswith("Received event"):
+            self.served = True
+        elif message == "Failed to write data" and not self.served:
+            self.write_failures += 1
+        if "handshake failed, invalid key" in message or self.write_failures >= self.WRITE_FAILURES_MEANING_REFUSAL:
             sys.stderr.write(
                 "remote debugging: Dify refused REMOTE_INSTALL_KEY (handshake failed, invalid key). "
                 "Copy the current key from Dify's Plugins page (Debugging) into .env and start again.\n"
