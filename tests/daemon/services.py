@@ -49,7 +49,7 @@ def missing_prerequisites() -> list[str]:
     reasons = []
     for name in ("dify", "dify-plugin-daemon"):
         if tool_path(name) is None:
-            reasons.append(f"{name} is not in .tools/ or on PATH (run scripts/tools)")
+            reasons.append(f"{name} is not built (run scripts/tools)")
     if not (POSTGRES_BIN / "postgres").exists():
         reasons.append(f"no PostgreSQL server in {POSTGRES_BIN} (apt-get install postgresql, or set POSTGRES_BIN)")
     if shutil.which("redis-server") is None:

@@ -11,7 +11,7 @@ from tests.runtime.harness import REPO_ROOT, RunningPlugin
 from tests.runtime.stub_xinference import ANSWER_PIECES, CHAT_UID
 
 CONNECT_TIMEOUT = 60.0
-NOT_THE_PLUGIN = shutil.ignore_patterns(".venv", ".git", "dist", ".testbed", ".daemon", ".tools", "bench",
+NOT_THE_PLUGIN = shutil.ignore_patterns(".venv", ".git", "dist", ".testbed", ".daemon", "bench",
                                         "__pycache__", ".env", "tests", "scripts")  # fmt: skip
 
 

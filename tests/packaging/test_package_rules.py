@@ -12,10 +12,8 @@ import zipfile
 import pytest
 import yaml
 
-from tests.packaging.conftest import dify_cli, requires_dify_cli, run_package, violation_lines
+from tests.packaging.conftest import dify_cli, run_package, violation_lines
 from tests.runtime.harness import REPO_ROOT
-
-pytestmark = requires_dify_cli
 
 ESSENTIAL_FILES = {
     "manifest.yaml",
@@ -161,7 +159,7 @@ def test_the_repository_builds_a_clean_package(built_package):
     assert not any("\\" in name or name.endswith("/") for name in names)
     assert ESSENTIAL_FILES <= set(names)
     # .difyignore keeps the developer's tree out: no scripts, caches, venvs, dev requirements.
-    assert not [name for name in names if name.startswith(("scripts/", ".venv/", ".git/", "dist/", "bench/", ".tools/"))]
+    assert not [name for name in names if name.startswith(("scripts/", ".venv/", ".git/", "dist/", "bench/"))]
     assert not [name for name in names if "__pycache__" in name or name.endswith((".pyc", ".log"))]
     # `.git` is a file in a git worktree: `.git/` in .difyignore let it ship (found by the CLI).
     assert {".env", ".git", "requirements-dev.txt", ".difyignore"}.isdisjoint(names)
