@@ -151,7 +151,7 @@ def random_tools(rng):
 
 def tool_call_message(rng):
     calls = []
-    for i in range(rng.choice([1, 1, 1, 2])):
+    for _ in range(rng.choice([1, 1, 1, 2])):
         name = TOOL_NAME if rng.random() < 0.5 else ident(rng)
         args = json.dumps({ident(rng): word(rng) for _ in range(rng.randint(0, 2))})
         calls.append({"id": f"call_{rng.randint(0, 10**8)}", "type": "function",
@@ -576,9 +576,16 @@ WHISPER_SPECIALS = ["<|startoftranscript|>", "<|en|>", "<|translate|>", "<|trans
 
 def build_whisper(out_dir, audio):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import (AddedToken, GenerationConfig, WhisperConfig,
-                              WhisperFeatureExtractor, WhisperForConditionalGeneration,
-                              WhisperProcessor, WhisperTokenizer, pipeline)
+    from transformers import (
+        AddedToken,
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+        pipeline,
+    )
 
     seed_all()
     rng = random.Random(SEED + 2)

@@ -15,7 +15,9 @@ from tests.runtime.harness import REPO_ROOT
 TRANSLATION_NAME = re.compile(r"^readme/README_([a-z]{2}_[A-Za-z]{2,})\.md$")
 # The Marketplace toolkit's check of manifest `contact`.
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
-DEVELOPER_ONLY_FILES = {"DEVELOPMENT.md", ".env", ".env.example", "requirements-dev.txt", "pytest.ini", ".gitignore"}
+DEVELOPER_ONLY_FILES = {
+    "DEVELOPMENT.md", "CHANGELOG.md", ".env", ".env.example", "requirements-dev.txt", "pytest.ini", ".gitignore",
+}  # fmt: skip
 DEVELOPER_ONLY_FOLDERS = (
     "tests/", "scripts/", "bench/", "notes/", "docs/", ".ci/", ".github/", ".venv/", ".testbed/",
     ".pytest_cache/", ".ruff_cache/", ".mypy_cache/", ".idea/", ".vscode/",
