@@ -46,7 +46,7 @@ def _each_test_starts_with_a_fresh_process():
 
 def pytest_terminal_summary(terminalreporter, config):
     seed = getattr(config.option, "randomly_seed", None)
-    if seed is not None:
+    if config.pluginmanager.hasplugin("randomly") and isinstance(seed, int):
         terminalreporter.write_line(f"random test order: replay it with --randomly-seed={seed}")
 
 
