@@ -10,10 +10,44 @@ from pathlib import Path
 
 import pytest
 
+from models.common import metadata, transport
+from models.llm import refusals, tool_stream
+from models.text_embedding import retrieval
+
 # The plugin runtime imports `models.*` and `provider.*` from the plugin root (its cwd).
 PLUGIN_ROOT = Path(__file__).resolve().parent.parent
 if str(PLUGIN_ROOT) not in sys.path:
     sys.path.insert(0, str(PLUGIN_ROOT))
+
+
+def forget_process_memories() -> None:
+    """Everything the plugin remembers process-wide, forgotten: cached model descriptions,
+    remembered tool refusals, learned missing prompts, pooled HTTP sessions."""
+    metadata._entries.clear()
+    metadata._key_locks.clear()
+    tool_stream._refusals.clear()
+    refusals.forget_tool_refusals()
+    retrieval._missing.clear()
+    retrieval._reported.clear()
+    with transport._sessions_lock:
+        for session in transport._sessions.values():
+            session.close()
+        transport._sessions.clear()
+
+
+@pytest.fixture(autouse=True)
+def _each_test_starts_with_a_fresh_process():
+    """Tests run in random order (pytest.ini): none may see what another left in the plugin's
+    process-wide memories."""
+    forget_process_memories()
+    yield
+    forget_process_memories()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.hasplugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(f"random test order: replay it with --randomly-seed={seed}")
 
 
 def _testbed(tmp_path_factory, state_variable: str, *start_options: str):

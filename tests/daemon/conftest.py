@@ -4,6 +4,10 @@ plugin daemon, called only through the HTTP API Dify's API server uses.
 One daemon (with its PostgreSQL and Redis) and one install serve the whole session. The
 tier fails, rather than skips, when its prerequisites are missing: `scripts/test daemon`
 and CI run it only where `scripts/tools` found the binaries.
+
+No test relies on the order the tests run in (pytest-randomly shuffles them): what must
+come after every call, the check that no API key reached a log, is the finalizer of a
+session fixture, and the test that gets the plugin killed waits until it is back.
 """
 
 import re
@@ -25,6 +29,8 @@ TIMINGS: dict[str, float] = {}
 # Every API key the tier sends, for the check that none reaches a log.
 SECRETS_USED: set[str] = {STUB_API_KEY}
 LONGEST_LINES: dict[str, int] = {}
+# Answers in which the plugin raised: each one must have left its error in the daemon's log.
+PLUGIN_ERRORS_SEEN: list[str] = []
 
 
 def pytest_collection_modifyitems(items):
@@ -45,6 +51,27 @@ def daemon_stack():
         yield stack
     finally:
         stack.stop()
+
+
+def key_fragments(key: str) -> list[str]:
+    return [key, key[:12], key[-12:]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_api_key_in_any_log(daemon_stack):
+    """After the session's last call, whatever ran and in whatever order: no API key, whole
+    or in part, in what the daemon logged (it holds the plugin's own logs and stderr too)."""
+    yield
+    logs = {path: path.read_text(errors="replace") for path in (STATE_ROOT / "run").rglob("*.log")}
+    daemon_log = logs[daemon_stack.daemon.log]
+    if PLUGIN_ERRORS_SEEN:
+        # The log does hold the plugin's errors and log lines: a check of an empty log would prove nothing.
+        assert "plugin returned error response" in daemon_log and "plugin instance log" in daemon_log
+    for key in SECRETS_USED:
+        for path, text in logs.items():
+            assert not [fragment for fragment in key_fragments(key) if fragment in text], f"{path} holds part of an API key"
+    print(f"\nno API key in {len(logs)} logs ({sum(map(len, logs.values())):,} characters, "
+          f"{len(PLUGIN_ERRORS_SEEN)} plugin errors) for {len(SECRETS_USED)} keys")  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +137,10 @@ def call_with_timeout(client, plugin_id):
     def with_timeout(timeout: float):
         def dispatch(route: str, model_type: str, credentials: dict, model: str = "my-model", **fields) -> DispatchResult:
             data = {"provider": PROVIDER, "model_type": model_type, "model": model, "credentials": credentials, **fields}
-            return client.dispatch(plugin_id, route, data, timeout=timeout)
+            result = client.dispatch(plugin_id, route, data, timeout=timeout)
+            if result.daemon_error_type == "PluginInvokeError":
+                PLUGIN_ERRORS_SEEN.append(route)
+            return result
 
         return dispatch
 

@@ -6,18 +6,21 @@
 """
 
 import base64
+import json
 import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from dify_plugin.entities.model import EmbeddingInputType, ModelPropertyKey
 
-from models.text_embedding import retrieval, text_embedding
 from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 
 pytestmark = pytest.mark.integration
 
 QUERY_PROMPT, DOCUMENT_PROMPT = "query: ", "passage: "  # as the testbed builds the model
+JINA_V3_ALIAS = "tiny-jina-embeddings-v3-alias"  # MiniLM under a name both sides take for jina-embeddings-v3
 TEXTS = ["What is the capital of France?", "Paris is the capital of France.", "Bananas are yellow."]
 
 
@@ -82,38 +85,99 @@ def test_a_model_without_prompts_of_its_own_is_unaffected(testbed):
     assert through_plugin(testbed, "embedding", TEXTS, EmbeddingInputType.DOCUMENT) == plain
 
 
-def test_a_prompt_the_model_lacks_is_learned_from_the_servers_answer_and_asked_once(testbed, monkeypatch):
+class RecordingProxy:
+    """Loopback HTTP in front of the real server: forwards every request as it is and keeps
+    the JSON bodies, so a test sees what the plugin sent without touching the plugin."""
+
+    def __init__(self, target: str) -> None:
+        self.bodies: list[tuple[str, dict]] = []
+        proxy = self
+
+        class Forward(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self._forward(None)
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.bodies.append((self.path, json.loads(raw or b"{}")))
+                self._forward(raw)
+
+            def _forward(self, raw):
+                headers = {name: value for name, value in self.headers.items() if name.lower() in ("authorization", "content-type")}
+                answer = requests.request(self.command, target + self.path, data=raw, headers=headers, timeout=120)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def prompts_sent(self) -> list[str | None]:
+        return [body.get("prompt_name") for path, body in self.bodies if path == "/v1/embeddings"]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def named_like_jina_v3(testbed):
+    """The testbed's MiniLM launched again under a name the plugin (and the server) take for
+    jina-embeddings-v3, whose `retrieval.query` prompt MiniLM lacks; removed afterwards."""
     # The plugin asks for prompts only where the description names the sentence-transformers
     # engine, which it does from Xinference 3.x on.
     skip_before(testbed, 3, "describes no embedding engine, so the plugin sends no prompt")
-    # A model the plugin takes for jina-embeddings-v3 (its name says so) whose config has
-    # no `retrieval.query` prompt: MiniLM under that name. The server refuses the prompt.
-    real_describe = text_embedding.XinferenceTextEmbeddingModel._checked_description
+    admin = {"Authorization": f"Bearer {testbed['admin_token']}"} if testbed.get("admin_token") else {}
+    url = testbed["url"]
+    plain = requests.get(f"{url}/v1/model_registrations/embedding/{testbed['uids']['embedding']}", headers=admin, timeout=60)
+    plain.raise_for_status()
+    spec = {name: plain.json()[name] for name in ("version", "dimensions", "max_tokens", "language")}
+    spec["model_specs"] = [{name: value for name, value in model_spec.items() if name in
+                            ("model_format", "model_id", "model_uri", "quantization")}
+                           for model_spec in plain.json()["model_specs"]]  # fmt: skip
+    registered = requests.post(f"{url}/v1/model_registrations/embedding", headers=admin, timeout=60,
+                               json={"model": json.dumps({**spec, "model_name": JINA_V3_ALIAS}), "persist": False})  # fmt: skip
+    registered.raise_for_status()
+    try:
+        launched = requests.post(f"{url}/v1/models", headers=admin, timeout=600, json={
+            "model_uid": JINA_V3_ALIAS, "model_name": JINA_V3_ALIAS, "model_type": "embedding",
+            "model_engine": "sentence_transformers"})  # fmt: skip
+        assert launched.status_code == 200, launched.text
+        yield {**testbed, "uids": {**testbed["uids"], "jina_alias": JINA_V3_ALIAS}}
+    finally:
+        requests.delete(f"{url}/v1/models/{JINA_V3_ALIAS}", headers=admin, timeout=120)
+        requests.delete(f"{url}/v1/model_registrations/embedding/{JINA_V3_ALIAS}", headers=admin, timeout=60)
 
-    def named_like_jina_v3(self, settings, **kwargs):
-        return real_describe(self, settings, **kwargs).model_copy(update={"model_name": "jina-embeddings-v3"})
 
-    monkeypatch.setattr(text_embedding.XinferenceTextEmbeddingModel, "_checked_description", named_like_jina_v3)
+@pytest.fixture
+def proxy(testbed):
+    server = RecordingProxy(testbed["url"])
+    yield server
+    server.close()
+
+
+def test_a_prompt_the_model_lacks_is_learned_from_the_servers_answer_and_asked_once(named_like_jina_v3, proxy):
+    testbed = named_like_jina_v3
+    # The server itself refuses the prompt the plugin asks a jina-embeddings-v3 model for.
     headers = {"Authorization": f"Bearer {testbed['api_key']}"} if testbed.get("api_key") else {}
     refused = requests.post(testbed["url"] + "/v1/embeddings", headers=headers, timeout=60, json={
-        "model": testbed["uids"]["embedding"], "input": ["x"], "prompt_name": "retrieval.query"})
-    assert refused.status_code == 500
-    assert retrieval._MISSING_PROMPT.search(refused.text).group(1) == "retrieval.query"
+        "model": JINA_V3_ALIAS, "input": ["x"], "prompt_name": "retrieval.query"})  # fmt: skip
+    assert refused.status_code == 500 and "Prompt name 'retrieval.query' not found" in refused.text
+    plain = direct(testbed, "jina_alias", TEXTS)
+    through_proxy = {**testbed, "url": proxy.url}
 
-    sent = []
-    real_embed_batch = text_embedding._embed_batch
+    first = through_plugin(through_proxy, "jina_alias", TEXTS, EmbeddingInputType.QUERY)
+    second = through_plugin(through_proxy, "jina_alias", TEXTS, EmbeddingInputType.QUERY)
 
-    def recording(client, uid, batch, options):
-        sent.append(options.get("prompt_name"))
-        return real_embed_batch(client, uid, batch, options)
-
-    monkeypatch.setattr(text_embedding, "_embed_batch", recording)
-    plain = direct(testbed, "embedding", TEXTS)
-    for _ in range(2):
-        assert through_plugin(testbed, "embedding", TEXTS, EmbeddingInputType.QUERY) == plain
-    assert sent == ["retrieval.query", None, None]
-    key = (testbed["url"], testbed["uids"]["embedding"], "jina-embeddings-v3")
-    assert retrieval._missing[key] == {"retrieval.query"}
+    assert first == second == plain  # the texts embedded without the prompt the model lacks
+    # Asked once, refused, sent again without it; the next call no longer asks.
+    assert proxy.prompts_sent() == ["retrieval.query", None, None]
 
 
 def test_base64_vectors_are_the_same_float32_values(testbed):

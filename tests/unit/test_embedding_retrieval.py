@@ -27,15 +27,6 @@ NO_SUCH_PROMPT = (
 RETRIEVAL_FIELDS = ("prompt_name", "task")
 
 
-@pytest.fixture(autouse=True)
-def _nothing_learned():
-    retrieval._missing.clear()
-    retrieval._reported.clear()
-    yield
-    retrieval._missing.clear()
-    retrieval._reported.clear()
-
-
 def serve_describe(model_name: str, engine: str | None = "sentence_transformers") -> None:
     description = {**describe_embedding(), "model_name": model_name}
     if engine is not None:  # descriptions name the engine from Xinference 3.1 on

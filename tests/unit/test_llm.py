@@ -15,10 +15,8 @@ from dify_plugin.entities.model.message import (
     UserPromptMessage,
 )
 from dify_plugin.errors.model import (
-    CredentialsValidateFailedError,
     InvokeAuthorizationError,
     InvokeBadRequestError,
-    InvokeConnectionError,
     InvokeRateLimitError,
     InvokeServerUnavailableError,
 )
@@ -29,7 +27,6 @@ from tests.unit.xinference import (
     UID,
     chat_answer,
     chunk,
-    closed_port,
     credentials,
     describe_llm,
     serve_answer,
@@ -515,23 +512,17 @@ def test_malformed_event_is_a_clear_server_error():
 # ---- errors ----------------------------------------------------------------------------------
 
 
+# What every model type shares (401, 404, 429, 500, 503, ...) is in test_model_contract.py;
+# these answers only a chat model gets.
 @pytest.mark.parametrize(
     ("status", "body", "error", "words"),
     [
-        (401, {"detail": "Not authenticated"}, InvokeAuthorizationError, "Not authenticated"),
-        (403, {"detail": "API key does not have access to model: qwen-chat"}, InvokeAuthorizationError, "does not have access"),
-        (404, {"detail": "Model not found in the model list, uid: qwen-chat. Available model uids: ['other']"}, InvokeBadRequestError, "Available model uids"),
         (400, {"detail": "Only ['qwen2.5-instruct'] support tool calls"}, InvokeBadRequestError, "support tool calls"),
-        (429, {"detail": "Rate limit reached for the model."}, InvokeRateLimitError, "Rate limit"),
-        (500, {"detail": "Model qwen-chat is not for chat."}, InvokeBadRequestError, "wrong model type"),
-        (500, "Internal Server Error: 1 validation error for CreateChatCompletion\ntop_k", InvokeBadRequestError, "validation error"),
-        (500, "Internal Server Error: boom", InvokeServerUnavailableError, "boom"),
         (501, {"detail": "logit_bias is not supported"}, InvokeBadRequestError, "logit_bias"),
-        (503, "Service Unavailable", InvokeConnectionError, "Service Unavailable"),
     ],
 )
 @responses.activate
-def test_http_errors_map_to_dify_errors_with_the_servers_words(status, body, error, words):
+def test_chat_only_errors_map_to_dify_errors_with_the_servers_words(status, body, error, words):
     serve_describe()
     serve_answer("POST", CHAT, status, body)
     with pytest.raises(error, match=words):
@@ -544,25 +535,6 @@ def test_errors_before_a_stream_starts_are_mapped_too():
     responses.post(CHAT, status=401, json={"detail": "Could not validate credentials"})
     with pytest.raises(InvokeAuthorizationError, match="Could not validate credentials"):
         invoke(stream=True)
-
-
-@responses.activate
-def test_wrong_model_type_at_invoke_time_is_a_bad_request():
-    responses.get(DESCRIBE, json={"model_type": "embedding", "model_name": "bge", "dimensions": 384, "max_tokens": 512})
-    with pytest.raises(InvokeBadRequestError, match="an embedding model on Xinference.*as an LLM"):
-        invoke(stream=False)
-
-
-def test_server_down_is_a_connection_error_naming_the_url():
-    url = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(InvokeConnectionError, match=f"Cannot reach Xinference at {url}"):
-        invoke(stream=False, creds=credentials(server_url=url, max_retries="0"))
-
-
-@responses.activate
-def test_bad_credential_field_is_a_bad_request_naming_it():
-    with pytest.raises(InvokeBadRequestError, match="invoke_timeout must be a positive number"):
-        invoke(stream=False, creds=credentials(invoke_timeout="soon"))
 
 
 # ---- validation ------------------------------------------------------------------------------
@@ -583,49 +555,6 @@ def test_validation_of_a_generate_only_model_uses_completions():
     responses.post(COMPLETIONS, json={"choices": [{"text": "x", "index": 0, "finish_reason": "length"}]})
     llm().validate_credentials("my-model", credentials())
     assert responses.calls[-1].request.url == COMPLETIONS
-
-
-@responses.activate
-def test_validation_of_an_unknown_uid_lists_the_running_models():
-    responses.get(DESCRIBE, status=400, json={"detail": f"Model not found in the model list, uid: {UID}"})
-    responses.get(f"{SERVER}/v1/models", json={"object": "list", "data": [{"id": "bge-m3"}, {"id": "qwen3"}]})
-    with pytest.raises(CredentialsValidateFailedError, match="no running model with UID 'qwen-chat'.*bge-m3, qwen3"):
-        llm().validate_credentials("my-model", credentials())
-
-
-@responses.activate
-def test_validation_of_the_wrong_model_type_names_both_types():
-    responses.get(DESCRIBE, json={"model_type": "rerank", "type": "normal", "model_name": "bge-reranker"})
-    with pytest.raises(CredentialsValidateFailedError, match="rerank model on Xinference.*LLM"):
-        llm().validate_credentials("my-model", credentials())
-
-
-@responses.activate
-def test_validation_with_a_bad_key_says_the_key_was_refused():
-    responses.get(DESCRIBE, status=401, json={"detail": "Could not validate credentials"})
-    with pytest.raises(CredentialsValidateFailedError, match="refused the credentials.*Could not validate"):
-        llm().validate_credentials("my-model", credentials(api_key="xf-wrong"))
-
-
-def test_validation_with_the_server_down_says_it_cannot_be_reached():
-    url = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(CredentialsValidateFailedError, match="Cannot reach Xinference.*connection refused"):
-        llm().validate_credentials("my-model", credentials(server_url=url, max_retries="1"))
-
-
-@pytest.mark.parametrize(
-    ("field", "value", "words"),
-    [
-        ("server_url", "ftp://host:9997", "server_url must start with http"),
-        ("server_url", "", "server_url is required"),
-        ("model_uid", "a/b", "model_uid must not contain"),
-        ("invoke_timeout", "-5", "invoke_timeout must be a positive number"),
-        ("max_retries", "many", "max_retries must be a whole number"),
-    ],
-)
-def test_validation_names_the_bad_field(field, value, words):
-    with pytest.raises(CredentialsValidateFailedError, match=words):
-        llm().validate_credentials("my-model", credentials(**{field: value}))
 
 
 # ---- tokens ----------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import json
 import struct
 from pathlib import Path
 
-import pytest
 import responses
 from dify_plugin.entities.model import EmbeddingInputType
 
@@ -17,13 +16,6 @@ from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 
 SERVER = "http://recorded.test:9997"
 FOLDER = Path(__file__).resolve().parent.parent / "fixtures" / "xinference-4.1.0"
-
-
-@pytest.fixture(autouse=True)
-def _nothing_learned():
-    retrieval._missing.clear()
-    yield
-    retrieval._missing.clear()
 
 
 def record(name: str) -> dict:

@@ -8,16 +8,11 @@ import responses
 from dify_plugin.entities.model import ModelFeature, ModelType
 from dify_plugin.entities.model.text_embedding import MultiModalContent, MultiModalContentType
 from dify_plugin.errors.model import (
-    CredentialsValidateFailedError,
-    InvokeAuthorizationError,
-    InvokeBadRequestError,
-    InvokeConnectionError,
-    InvokeRateLimitError,
     InvokeServerUnavailableError,
 )
 
 from models.rerank.rerank import XinferenceRerankModel
-from tests.unit.xinference import SERVER, UID, closed_port, credentials, describe_embedding, describe_rerank, serve_answer
+from tests.unit.xinference import SERVER, UID, credentials, describe_rerank
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 RERANK = f"{SERVER}/v1/rerank"
@@ -165,49 +160,6 @@ def test_image_documents_are_sent_as_data_urls_and_map_back():
 # ---- errors --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "error", "words"),
-    [
-        (400, {"detail": f"Model not found in the model list, uid: {UID}"}, InvokeBadRequestError, "no running model"),
-        (404, {"detail": f"Model not found in the model list, uid: {UID}. Available model uids: ['bge']"}, InvokeBadRequestError, "Available model uids"),
-        (401, {"detail": "Not authenticated"}, InvokeAuthorizationError, "Not authenticated"),
-        (403, {"detail": "Not enough permissions"}, InvokeAuthorizationError, "Not enough permissions"),
-        (429, {"detail": "Rate limit reached for the model."}, InvokeRateLimitError, "Rate limit reached"),
-        (500, "Internal Server Error: boom", InvokeServerUnavailableError, "boom"),
-        (500, {"detail": f"Model {UID} is not for reranking."}, InvokeBadRequestError, "wrong model type.*not for reranking"),
-        (503, "Service Unavailable", InvokeConnectionError, "Service Unavailable"),
-    ],
-)
-@responses.activate
-def test_http_errors_reach_dify_as_the_right_error_with_the_servers_words(status, body, error, words):
-    serve_describe()
-    serve_answer("POST", RERANK, status, body)
-    with pytest.raises(error, match=words) as caught:
-        rerank(["a", "b"], creds=credentials(api_key="xf-secret-key-value"))
-    assert "xf-secret-key-value" not in str(caught.value)
-
-
-@responses.activate
-def test_model_still_loading_is_retried_after_the_wait_it_names():
-    serve_describe()
-    responses.post(RERANK, status=503, headers={"Retry-After": "0"}, json={"detail": "Model is loading, please retry later"})
-    responses.post(RERANK, json=rerank_answer((0, 0.6)))
-    assert [d.index for d in rerank(["a"]).docs] == [0]
-
-
-def test_server_down_is_a_connection_error_naming_the_url():
-    url = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(InvokeConnectionError, match=f"Cannot reach Xinference at {url}.*connection refused"):
-        rerank(["a"], creds=credentials(server_url=url, max_retries="0"))
-
-
-@responses.activate
-def test_wrong_model_type_at_invoke_time_is_a_bad_request_naming_both_types():
-    responses.get(DESCRIBE, json=describe_embedding())
-    with pytest.raises(InvokeBadRequestError, match="embedding model on Xinference.*as a rerank model"):
-        rerank(["a"])
-
-
 # ---- validation ----------------------------------------------------------------------------
 
 
@@ -219,25 +171,3 @@ def test_validation_describes_then_reranks_two_short_documents():
     assert [call.request.method for call in responses.calls] == ["GET", "POST"]
     assert len(sent_body()["documents"]) == 2
 
-
-@responses.activate
-def test_validation_of_the_wrong_model_type_names_both_types():
-    responses.get(DESCRIBE, json=describe_embedding())
-    with pytest.raises(CredentialsValidateFailedError, match="embedding model on Xinference.*rerank"):
-        reranker().validate_credentials("my-reranker", credentials())
-
-
-@responses.activate
-def test_validation_of_an_unknown_uid_lists_the_running_models():
-    responses.get(DESCRIBE, status=400, json={"detail": f"Model not found in the model list, uid: {UID}"})
-    responses.get(f"{SERVER}/v1/models", json={"object": "list", "data": [{"id": "bge-m3"}, {"id": "bge-reranker"}]})
-    with pytest.raises(CredentialsValidateFailedError, match=f"no running model with UID '{UID}'.*bge-m3, bge-reranker"):
-        reranker().validate_credentials("my-reranker", credentials())
-
-
-@responses.activate
-def test_validation_reports_a_failing_rerank_in_the_servers_words():
-    serve_describe()
-    responses.post(RERANK, status=500, json={"detail": "rerank hasn't support `max_chunks_per_doc` parameter."})
-    with pytest.raises(CredentialsValidateFailedError, match="max_chunks_per_doc"):
-        reranker().validate_credentials("my-reranker", credentials())

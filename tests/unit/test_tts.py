@@ -17,22 +17,18 @@ No TTS engine runs on the test machine, so the wire shapes come from Xinference'
 
 import json
 import threading
-import time
 
 import pytest
 import responses
 from dify_plugin.entities.model import ModelPropertyKey
 from dify_plugin.errors.model import (
     CredentialsValidateFailedError,
-    InvokeAuthorizationError,
     InvokeBadRequestError,
-    InvokeConnectionError,
-    InvokeRateLimitError,
     InvokeServerUnavailableError,
 )
 
 from models.tts.tts import MAX_WORKERS, WORD_LIMIT, XinferenceText2SpeechModel
-from tests.unit.xinference import SERVER, UID, closed_port, credentials, describe_llm, serve_answer
+from tests.unit.xinference import SERVER, UID, credentials
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 SPEECH = f"{SERVER}/v1/audio/speech"
@@ -178,6 +174,8 @@ def test_a_long_text_is_split_at_sentence_ends_within_the_word_limit_and_kept_in
     text = " ".join(sentences)
     in_flight, most_in_flight, threads = 0, 0, set()
     lock = threading.Lock()
+    a_later_piece_is_done = threading.Event()
+    first_piece_outlived_a_later_one = []
 
     def answer(request):
         nonlocal in_flight, most_in_flight
@@ -186,10 +184,12 @@ def test_a_long_text_is_split_at_sentence_ends_within_the_word_limit_and_kept_in
             in_flight += 1
             most_in_flight = max(most_in_flight, in_flight)
             threads.add(threading.current_thread().name)
-        # The first piece is the slowest: later pieces are ready before it.
-        time.sleep(0.3 if piece.startswith("Sentence number 0 ") else 0.02)
+        if piece.startswith("Sentence number 0 "):
+            # The first piece is answered last of its wave: later pieces are ready before it.
+            first_piece_outlived_a_later_one.append(a_later_piece_is_done.wait(10))
         with lock:
             in_flight -= 1
+        a_later_piece_is_done.set()
         return 200, {"Content-Type": "audio/mpeg"}, f"<{piece}>".encode()
 
     responses.get(DESCRIBE, json=describe_audio())
@@ -200,6 +200,7 @@ def test_a_long_text_is_split_at_sentence_ends_within_the_word_limit_and_kept_in
     assert len(pieces) > 3
     assert all(len(piece) <= WORD_LIMIT and piece.endswith(".") for piece in pieces)
     assert " ".join(sorted(pieces, key=text.index)) == text
+    assert first_piece_outlived_a_later_one == [True]
     assert audio == "".join(f"<{piece}>" for piece in sorted(pieces, key=text.index)).encode()
     assert 1 < most_in_flight <= MAX_WORKERS
     assert all(name.startswith("xinference") for name in threads)  # the one shared executor
@@ -224,15 +225,6 @@ def test_punctuation_only_pieces_are_not_sent_and_a_text_without_words_is_refuse
     assert [body["input"] for body in sent_bodies()] == [text[:WORD_LIMIT].strip()]
     with pytest.raises(InvokeBadRequestError, match="no text to speak"):
         speak(" ...!? ")
-
-
-@responses.activate
-def test_describe_is_cached_so_a_short_text_costs_one_request():
-    serve()
-    speak()
-    tts().get_tts_model_mime_type("my-tts", credentials())
-    speak()
-    assert [c.request.method for c in responses.calls] == ["GET", "POST", "POST"]
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -266,39 +258,6 @@ def test_an_unknown_melotts_voice_reports_its_speakers():
         speak(voice="EN-XX")
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "error", "words"),
-    [
-        (401, {"detail": "Not authenticated"}, InvokeAuthorizationError, "refused the credentials.*Not auth"),
-        (
-            404,
-            {"detail": f"Model not found in the model list, uid: {UID}. Available model uids: ['whisper-1']"},
-            InvokeBadRequestError,
-            f"no running model with UID '{UID}'.*whisper-1",
-        ),
-        (
-            500,
-            "Internal Server Error: 1 validation error for SpeechRequest\ninput\n  field required",
-            InvokeBadRequestError,
-            "rejected the request.*SpeechRequest",
-        ),
-        (429, {"detail": "Rate limit reached for the model."}, InvokeRateLimitError, "Rate limit"),
-        (
-            500,
-            {"detail": "CosyVoice model expect a prompt_speech"},
-            InvokeServerUnavailableError,
-            "expect a prompt_speech",
-        ),
-    ],
-)
-@responses.activate
-def test_http_errors_reach_dify_as_the_matching_error_with_the_servers_words(status, body, error, words):
-    responses.get(DESCRIBE, json=describe_audio())
-    serve_answer("POST", SPEECH, status, body)
-    with pytest.raises(error, match=words):
-        speak()
-
-
 @responses.activate
 def test_a_failure_in_a_later_piece_is_raised_after_the_audio_before_it():
     responses.get(DESCRIBE, json=describe_audio())
@@ -316,14 +275,6 @@ def test_a_failure_in_a_later_piece_is_raised_after_the_audio_before_it():
         for audio in tts().invoke("my-tts", "tenant-1", credentials(), text, ""):
             received.append(audio)
     assert received == [b"first-audio"]
-
-
-@responses.activate
-def test_an_llm_uid_is_refused_naming_both_types():
-    responses.get(DESCRIBE, json=describe_llm())
-    with pytest.raises(InvokeBadRequestError, match="LLM model on Xinference.*as a text-to-speech model"):
-        speak()
-    assert len(sent_bodies()) == 0
 
 
 @responses.activate
@@ -358,12 +309,6 @@ def test_before_1_6_the_servers_own_words_name_the_wrong_type():
 def test_every_text_to_audio_ability_is_accepted(abilities):
     serve(abilities=abilities)
     assert speak() == MP3
-
-
-def test_server_down_is_a_connection_error_naming_the_url():
-    url = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(InvokeConnectionError, match=f"Cannot reach Xinference at {url}"):
-        speak(creds=credentials(server_url=url, max_retries="0"))
 
 
 # ---- validation -----------------------------------------------------------------------------
@@ -411,16 +356,3 @@ def test_validation_of_a_speech_to_text_model_names_both_types():
         tts().validate_credentials("my-tts", credentials())
     assert len(sent_bodies()) == 0
 
-
-@responses.activate
-def test_validation_of_an_unknown_uid_lists_the_running_models():
-    responses.get(DESCRIBE, status=400, json={"detail": f"Model not found in the model list, uid: {UID}"})
-    responses.get(f"{SERVER}/v1/models", json={"object": "list", "data": [{"id": "CosyVoice-300M-SFT"}]})
-    with pytest.raises(CredentialsValidateFailedError, match=f"no running model with UID '{UID}'.*CosyVoice-300M-SFT"):
-        tts().validate_credentials("my-tts", credentials())
-
-
-def test_validation_with_the_server_down_says_it_cannot_be_reached():
-    url = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(CredentialsValidateFailedError, match="Cannot reach Xinference.*connection refused"):
-        tts().validate_credentials("my-tts", credentials(server_url=url, max_retries="0"))
