@@ -12,6 +12,7 @@ import pytest
 import requests
 from dify_plugin.entities.model import EmbeddingInputType, ModelPropertyKey
 
+from models.common.errors import detail_of, from_status
 from models.text_embedding import retrieval, text_embedding
 from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 
@@ -98,7 +99,7 @@ def test_a_prompt_the_model_lacks_is_learned_from_the_servers_answer_and_asked_o
     refused = requests.post(testbed["url"] + "/v1/embeddings", headers=headers, timeout=60, json={
         "model": testbed["uids"]["embedding"], "input": ["x"], "prompt_name": "retrieval.query"})
     assert refused.status_code == 500
-    assert retrieval._MISSING_PROMPT.search(refused.text).group(1) == "retrieval.query"
+    assert from_status(refused.status_code, detail_of(refused.text), "").prompt_name == "retrieval.query"
 
     sent = []
     real_embed_batch = text_embedding._embed_batch
@@ -112,8 +113,7 @@ def test_a_prompt_the_model_lacks_is_learned_from_the_servers_answer_and_asked_o
     for _ in range(2):
         assert through_plugin(testbed, "embedding", TEXTS, EmbeddingInputType.QUERY) == plain
     assert sent == ["retrieval.query", None, None]
-    key = (testbed["url"], testbed["uids"]["embedding"], "jina-embeddings-v3")
-    assert retrieval._missing[key] == {"retrieval.query"}
+    assert (testbed["url"], testbed["uids"]["embedding"], "jina-embeddings-v3", "retrieval.query") in retrieval._missing_prompts
 
 
 def test_base64_vectors_are_the_same_float32_values(testbed):

@@ -1,14 +1,11 @@
 import pytest
 
-from models.common import metadata
-from models.llm import tool_stream
+from models.common import memory
 
 
 @pytest.fixture(autouse=True)
-def _empty_describe_cache():
-    """Each test starts with no cached model descriptions nor remembered refusals (process-wide)."""
-    metadata._entries.clear()
-    tool_stream._refusals.clear()
+def _nothing_remembered():
+    """Each test starts with nothing the process remembers: no description, refusal or session."""
+    memory.forget_everything()
     yield
-    metadata._entries.clear()
-    tool_stream._refusals.clear()
+    memory.forget_everything()

@@ -12,19 +12,11 @@ from dify_plugin.core.server.stdio.response_writer import StdioResponseWriter
 from dify_plugin.entities.model import EmbeddingInputType
 from dify_plugin.errors.model import InvokeServerUnavailableError
 
-from models.text_embedding import retrieval
 from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 from tests.unit.xinference import SERVER, UID, credentials, describe_embedding
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 EMBEDDINGS = f"{SERVER}/v1/embeddings"
-
-
-@pytest.fixture(autouse=True)
-def _nothing_learned():
-    retrieval._missing.clear()
-    yield
-    retrieval._missing.clear()
 
 
 def float32(values: list[float]) -> bytes:

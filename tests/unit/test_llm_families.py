@@ -15,7 +15,6 @@ from dify_plugin.entities.model.message import (
 )
 from dify_plugin.errors.model import CredentialsValidateFailedError, InvokeBadRequestError
 
-from models.llm import refusals
 from models.llm.llm import XinferenceLargeLanguageModel
 from tests.unit.xinference import SERVER, UID, chat_answer, chunk, credentials, describe_llm, sse
 
@@ -28,13 +27,6 @@ WEATHER = PromptMessageTool(
 )
 # Xinference 4.1.0's refusal, with its (long) family list shortened.
 TOOLS_REFUSED = {"detail": "Only {'qwen2.5-instruct', 'glm4-chat', 'llama-3.1-instruct'} support tool calls"}
-
-
-@pytest.fixture(autouse=True)
-def _no_remembered_refusals():
-    refusals.forget_tool_refusals()
-    yield
-    refusals.forget_tool_refusals()
 
 
 def llm() -> XinferenceLargeLanguageModel:

@@ -8,7 +8,6 @@ import json
 import struct
 from pathlib import Path
 
-import pytest
 import responses
 from dify_plugin.entities.model import EmbeddingInputType
 
@@ -17,13 +16,6 @@ from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 
 SERVER = "http://recorded.test:9997"
 FOLDER = Path(__file__).resolve().parent.parent / "fixtures" / "xinference-4.1.0"
-
-
-@pytest.fixture(autouse=True)
-def _nothing_learned():
-    retrieval._missing.clear()
-    yield
-    retrieval._missing.clear()
 
 
 def record(name: str) -> dict:
@@ -86,7 +78,7 @@ def test_a_prompt_the_model_lacks_is_asked_once_and_the_call_repeated_without_it
 
     sent = [json.loads(call.request.body) for call in responses.calls if call.request.method == "POST"]
     assert [body.get("prompt_name") for body in sent] == ["retrieval.query", None, None]
-    assert retrieval._missing == {(SERVER, described["model_name"], "jina-embeddings-v3"): {"retrieval.query"}}
+    assert (SERVER, described["model_name"], "jina-embeddings-v3", "retrieval.query") in retrieval._missing_prompts
 
 
 @responses.activate

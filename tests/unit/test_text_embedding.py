@@ -20,7 +20,6 @@ from dify_plugin.errors.model import (
 )
 
 from models.common.tokens import estimate_tokens
-from models.text_embedding import retrieval
 from models.text_embedding.limits import DAEMON_LINE_LIMIT, DEFAULT_DIMENSIONS, LINE_BUDGET
 from models.text_embedding.text_embedding import (
     CLIENT_CUT_SHARE,
@@ -32,13 +31,6 @@ from tests.unit.xinference import SERVER, UID, closed_port, credentials, describ
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 EMBEDDINGS = f"{SERVER}/v1/embeddings"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
-
-
-@pytest.fixture(autouse=True)
-def _nothing_learned():
-    retrieval._missing.clear()
-    yield
-    retrieval._missing.clear()
 
 
 def embedder() -> XinferenceTextEmbeddingModel:
@@ -388,7 +380,7 @@ def test_wrong_model_type_at_invoke_time_is_a_bad_request_naming_both_types():
 @responses.activate
 def test_bad_batch_size_is_a_bad_request_naming_the_field():
     serve_describe()
-    with pytest.raises(InvokeBadRequestError, match="embedding_batch_size must be a positive whole number"):
+    with pytest.raises(InvokeBadRequestError, match="embedding_batch_size must be a whole number, at least 1"):
         embed(["hello"], credentials(embedding_batch_size="0"))
 
 
