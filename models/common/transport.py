@@ -26,7 +26,7 @@ MAX_POOLED_CONNECTIONS = 32
 MAX_SESSIONS = 64
 
 # Kept while used; closing one another thread still uses only closes its idle connections.
-_sessions: Memory[tuple[str, str], requests.Session] = Memory(FOREVER, MAX_SESSIONS, on_drop=requests.Session.close)
+_sessions: Memory[tuple[str, str], requests.Session] = Memory(FOREVER, MAX_SESSIONS, on_drop=lambda session: session.close())
 
 
 class StaleConnectionError(requests.ConnectionError):
