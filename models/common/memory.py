@@ -13,7 +13,8 @@ first one. Learning again costs one describe request, or one rejected request an
 before any inference, per model every five minutes. `MAX_REMEMBERED` (1,024 models per
 process, a few MB at most) keeps a Dify with many tenants and servers from growing
 without end. Pooled HTTP sessions are not something learnt: they are kept as long as they
-are used, the 64 most recently used (see transport.py).
+are used, the 64 most recently used (see transport.py). A pure function's memo (the format
+strings of text_embedding/vectors.py) is no memory: its values never go stale.
 """
 
 import math
