@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from models.common import metadata, transport
-from models.llm import refusals, tool_stream
-from models.text_embedding import retrieval
+from models.common import memory
 
 # The plugin runtime imports `models.*` and `provider.*` from the plugin root (its cwd).
 PLUGIN_ROOT = Path(__file__).resolve().parent.parent
@@ -20,28 +18,13 @@ if str(PLUGIN_ROOT) not in sys.path:
     sys.path.insert(0, str(PLUGIN_ROOT))
 
 
-def forget_process_memories() -> None:
-    """Everything the plugin remembers process-wide, forgotten: cached model descriptions,
-    remembered tool refusals, learned missing prompts, pooled HTTP sessions."""
-    metadata._entries.clear()
-    metadata._key_locks.clear()
-    tool_stream._refusals.clear()
-    refusals.forget_tool_refusals()
-    retrieval._missing.clear()
-    retrieval._reported.clear()
-    with transport._sessions_lock:
-        for session in transport._sessions.values():
-            session.close()
-        transport._sessions.clear()
-
-
 @pytest.fixture(autouse=True)
 def _each_test_starts_with_a_fresh_process():
     """Tests run in random order (pytest.ini): none may see what another left in the plugin's
     process-wide memories."""
-    forget_process_memories()
+    memory.forget_everything()
     yield
-    forget_process_memories()
+    memory.forget_everything()
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -1,16 +1,21 @@
 """The credential form, parsed once per call into a typed structure.
 
 Dify hands every model call the raw form as a dict. Everything here turns that dict into
-`ServerSettings` (or the subclass of a model type with extra fields) or fails with a
-`CredentialsError` that names the field. Echoed values are capped, and the API key is
-never echoed at all.
+`ServerSettings` (or the subclass of a model type with its own fields) or fails with a
+`CredentialsError` that names the field. Echoed values are capped, and no piece of the
+API key is ever echoed, whichever field it was typed into.
+
+A model type's own field is one line in its settings class, `form_field(variable, parser)`
+with the variable of `provider/xinference.yaml` and one of the parsers below: `whole_number`,
+`choice`, `optional_text`. What an empty field means is the parser's answer for it.
 """
 
 import dataclasses
+import enum
 import hashlib
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 from urllib.parse import quote, urlsplit
@@ -18,9 +23,8 @@ from urllib.parse import quote, urlsplit
 from models.common.redaction import redact
 
 DEFAULT_INVOKE_TIMEOUT = 60.0
-MAX_ACCEPTED_INVOKE_TIMEOUT = 86_400.0  # a day; more is a typo, not a wish
 # The Dify plugin daemon ends every request after PLUGIN_MAX_EXECUTION_TIMEOUT (600 s by
-# default) whatever the plugin waits for: a longer invoke timeout is cut to this.
+# default) whatever the plugin waits for: a longer invoke timeout counts as this.
 MAX_INVOKE_TIMEOUT = 600.0
 DEFAULT_MAX_RETRIES = 3
 MAX_RETRIES_LIMIT = 10  # 10 back-offs already outlast any default invoke timeout
@@ -34,6 +38,15 @@ _FORBIDDEN_UID_CHARACTERS = "/?#"
 
 class CredentialsError(ValueError):
     """A credential field holds a value the plugin cannot use."""
+
+
+_Value = TypeVar("_Value")
+_Parser = Callable[[Mapping, str], _Value]
+
+
+def form_field(variable: str, parse: "_Parser[_Value]") -> _Value:
+    """A settings field read from the form's `variable` by `parse`; its default is what an empty field means."""
+    return field(default=parse({}, variable), metadata={"variable": variable, "parse": parse})
 
 
 @dataclass(frozen=True)
@@ -52,9 +65,13 @@ class ServerSettings:
     deadline: float = field(default=math.inf, repr=False, compare=False)
 
     @classmethod
-    def extra_fields(cls, credentials: Mapping) -> dict[str, Any]:
-        """The fields a model type adds to the form, parsed (none for the base)."""
-        return {}
+    def own_fields(cls, credentials: Mapping) -> dict[str, Any]:
+        """The fields a model type adds to the form (its `form_field`s), parsed."""
+        return {
+            each.name: each.metadata["parse"](credentials, each.metadata["variable"])
+            for each in dataclasses.fields(cls)
+            if "variable" in each.metadata
+        }
 
     @property
     def key_fingerprint(self) -> str:
@@ -80,37 +97,6 @@ class ServerSettings:
         return dataclasses.replace(self, deadline=time.monotonic() + self.invoke_timeout)
 
 
-@dataclass(frozen=True)
-class EmbeddingSettings(ServerSettings):
-    batch_size: int = DEFAULT_EMBEDDING_BATCH_SIZE
-
-    @classmethod
-    def extra_fields(cls, credentials: Mapping) -> dict[str, Any]:
-        return {"batch_size": positive_int(credentials, "embedding_batch_size", DEFAULT_EMBEDDING_BATCH_SIZE)}
-
-
-@dataclass(frozen=True)
-class TranscriptionSettings(ServerSettings):
-    language: str | None = None
-    prompt: str | None = None
-
-    @classmethod
-    def extra_fields(cls, credentials: Mapping) -> dict[str, Any]:
-        return {
-            "language": optional_text(credentials, "audio_language"),
-            "prompt": optional_text(credentials, "audio_prompt"),
-        }
-
-
-@dataclass(frozen=True)
-class SpeechSettings(ServerSettings):
-    voice: str | None = None
-
-    @classmethod
-    def extra_fields(cls, credentials: Mapping) -> dict[str, Any]:
-        return {"voice": optional_text(credentials, "tts_voice")}
-
-
 _Settings = TypeVar("_Settings", bound=ServerSettings)
 
 
@@ -127,21 +113,15 @@ def parse_settings(credentials: Mapping, kind: type[_Settings] = ServerSettings)
 def _parse(credentials: Mapping, kind: type[_Settings]) -> _Settings:
     if not isinstance(credentials, Mapping):
         raise CredentialsError("the model's credentials are missing")
-    invoke_timeout = min(
-        positive_number(credentials, "invoke_timeout", DEFAULT_INVOKE_TIMEOUT, MAX_ACCEPTED_INVOKE_TIMEOUT),
-        MAX_INVOKE_TIMEOUT,
-    )
+    invoke_timeout = _invoke_timeout(credentials)
     return kind(
         base_url=normalise_server_url(credentials.get("server_url")),
         model_uid=_model_uid(credentials.get("model_uid")),
         api_key=_api_key(credentials.get("api_key")),
         invoke_timeout=invoke_timeout,
-        max_retries=_whole_number(
-            credentials, "max_retries", DEFAULT_MAX_RETRIES, 0, MAX_RETRIES_LIMIT,
-            f"a whole number from 0 to {MAX_RETRIES_LIMIT}",
-        ),
+        max_retries=_MAX_RETRIES(credentials, "max_retries"),
         deadline=time.monotonic() + invoke_timeout,
-        **kind.extra_fields(credentials),
+        **kind.own_fields(credentials),
     )
 
 
@@ -200,43 +180,20 @@ def _api_key(raw: object) -> str | None:
     return key
 
 
-def positive_number(credentials: Mapping, name: str, default: float, maximum: float = math.inf) -> float:
-    raw = credentials.get(name)
+def _invoke_timeout(credentials: Mapping) -> float:
+    raw = credentials.get("invoke_timeout")
     if _is_empty(raw):
-        return default
-    wording = "a positive number" + (f" of at most {maximum:g}" if maximum < math.inf else "")
+        return DEFAULT_INVOKE_TIMEOUT
     try:
         value = float(_text(raw).strip())
     except ValueError:
-        raise CredentialsError(f"{name} must be {wording}, got {echo(raw)}") from None
-    if not 0 < value <= maximum or not math.isfinite(value):
-        raise CredentialsError(f"{name} must be {wording}, got {echo(raw)}")
-    return value
-
-
-def positive_int(credentials: Mapping, name: str, default: int) -> int:
-    return _whole_number(credentials, name, default, 1, None, "a positive whole number")
-
-
-def _whole_number(
-    credentials: Mapping, name: str, default: int, minimum: int, maximum: int | None, wording: str
-) -> int:
-    raw = credentials.get(name)
-    if _is_empty(raw):
-        return default
-    text = _text(raw).strip()
-    # Digits only (an optional sign): int() would also take "1_000" and 4,300-digit strings.
-    digits = text.removeprefix("-").removeprefix("+")
-    if not digits.isascii() or not digits.isdigit() or len(digits) > 9:
-        raise CredentialsError(f"{name} must be {wording}, got {echo(raw)}")
-    value = int(text)
-    if value < minimum or (maximum is not None and value > maximum):
-        raise CredentialsError(f"{name} must be {wording}, got {echo(raw)}")
-    return value
-
-
-def optional_text(credentials: Mapping, name: str) -> str | None:
-    return _text(credentials.get(name)).strip() or None
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise CredentialsError(
+            f"invoke_timeout must be a positive number of seconds (more than {MAX_INVOKE_TIMEOUT:g} counts as "
+            f"{MAX_INVOKE_TIMEOUT:g}), got {echo(raw)}"
+        )
+    return min(value, MAX_INVOKE_TIMEOUT)
 
 
 def _is_empty(raw: object) -> bool:
@@ -252,3 +209,101 @@ def _text(raw: object) -> str:
     if isinstance(raw, bool | float) or (isinstance(raw, int) and abs(raw) < 10**18):
         return str(raw)
     return f"<{type(raw).__name__}>"
+
+
+# ---- the parsers of form fields ---------------------------------------------------------
+
+_Default = TypeVar("_Default", int, None)
+
+
+def whole_number(
+    default: _Default, minimum: int, maximum: int | None = None, unit: str = ""
+) -> Callable[[Mapping, str], int | _Default]:
+    """A parser of whole numbers from `minimum` to `maximum`; `default` for an empty field."""
+    wording = "a whole number" + (f" of {unit}" if unit else "")
+    wording += f" from {minimum} to {maximum}" if maximum is not None else f", at least {minimum}"
+
+    def parse(credentials: Mapping, name: str) -> int | _Default:
+        raw = credentials.get(name)
+        if _is_empty(raw):
+            return default
+        text = _text(raw).strip()
+        # Digits only (an optional sign): int() would also take "1_000" and 4,300-digit strings.
+        digits = text.removeprefix("-").removeprefix("+")
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 9:
+            raise CredentialsError(f"{name} must be {wording}, got {echo(raw)}")
+        value = int(text)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise CredentialsError(f"{name} must be {wording}, got {echo(raw)}")
+        return value
+
+    return parse
+
+
+_MAX_RETRIES = whole_number(DEFAULT_MAX_RETRIES, 0, MAX_RETRIES_LIMIT)
+
+
+_Choice = TypeVar("_Choice", bound=enum.Enum)
+
+
+def choice(options: type[_Choice], default: _Choice) -> "_Parser[_Choice]":
+    """A parser of one of `options`' values (any case); `default` for an empty field."""
+    values = [option.value for option in options]
+    wording = f"{', '.join(values[:-1])} or {values[-1]}"
+
+    def parse(credentials: Mapping, name: str) -> _Choice:
+        raw = credentials.get(name)
+        if _is_empty(raw):
+            return default
+        try:
+            return options(_text(raw).strip().lower())
+        except ValueError:
+            raise CredentialsError(f"{name} must be {wording}, got {echo(raw)}") from None
+
+    return parse
+
+
+def optional_text(credentials: Mapping, name: str) -> str | None:
+    return _text(credentials.get(name)).strip() or None
+
+
+class Switch(enum.Enum):
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+    def decide(self, from_description: bool) -> bool:
+        return from_description if self is Switch.AUTO else self is Switch.ON
+
+
+_TOKENS = whole_number(None, 1, unit="tokens")
+_SWITCH = choice(Switch, Switch.AUTO)
+
+
+@dataclass(frozen=True)
+class LLMSettings(ServerSettings):
+    """What an admin may save to complete what a model's description lacks: a Token Router
+    UID is described with abilities ["chat"] only and no context length, and custom
+    registrations can be as thin. Empty (or Auto) keeps what the description says."""
+
+    context_size: int | None = form_field("llm_context_size", _TOKENS)
+    max_output_tokens: int | None = form_field("llm_max_output_tokens", _TOKENS)
+    tool_calling: Switch = form_field("llm_tool_calling", _SWITCH)
+    vision: Switch = form_field("llm_vision", _SWITCH)
+    structured_output: Switch = form_field("llm_structured_output", _SWITCH)
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings(ServerSettings):
+    batch_size: int = form_field("embedding_batch_size", whole_number(DEFAULT_EMBEDDING_BATCH_SIZE, 1))
+
+
+@dataclass(frozen=True)
+class TranscriptionSettings(ServerSettings):
+    language: str | None = form_field("audio_language", optional_text)
+    prompt: str | None = form_field("audio_prompt", optional_text)
+
+
+@dataclass(frozen=True)
+class SpeechSettings(ServerSettings):
+    voice: str | None = form_field("tts_voice", optional_text)

@@ -1,12 +1,14 @@
 """Errors as data: what went wrong, classified once, shown to Dify at the edge.
 
-Inside the shared floor a failure is an `XinferenceError`: a `Reason`, the HTTP status
-(if any) and the server's full words. Classification reads the full words; only when the
-error leaves for Dify (`to_dify`) is the text redacted (no piece of the API key) and then
-shortened, in that order, and the reason turned into one of Dify's five `InvokeError`
-classes. Dify's load balancer acts on the class: `InvokeRateLimitError` cools a credential
-down for 60 s, `InvokeAuthorizationError` and `InvokeConnectionError` for 10 s, and then
-it tries the next configured credential; every other class goes straight to the user.
+A failure of a request to Xinference is an `XinferenceError`: a `Reason` (with what a
+caller needs to act on it, e.g. the missing prompt's name), the HTTP status (if any) and
+the server's words. `from_status` classifies once, on the server's full words; callers
+branch on `error.reason`, never on the text. Before the error leaves the client its words
+are fixed with no piece of the API key (`hide`); at the model class's edge it becomes one
+of Dify's five `InvokeError` classes (`to_dify`). Dify's load balancer acts on the class:
+`InvokeRateLimitError` cools a credential down for 60 s, `InvokeAuthorizationError` and
+`InvokeConnectionError` for 10 s, and then it tries the next configured credential; every
+other class goes straight to the user.
 """
 
 import enum
@@ -40,6 +42,10 @@ class Reason(enum.Enum):
     TIMED_OUT = "timed out"
     MALFORMED_ANSWER = "malformed answer"
     BAD_SETTINGS = "bad settings"
+    # Refusals the plugin works around (models/llm/refusals.py, tool_stream.py, text_embedding/retrieval.py).
+    TOOLS_REFUSED = "tools refused"
+    STREAMED_TOOLS_REFUSED = "streamed tools refused"
+    MISSING_PROMPT = "missing prompt"
 
 
 _DIFY_CLASS: dict[Reason, type[InvokeError]] = {
@@ -48,6 +54,8 @@ _DIFY_CLASS: dict[Reason, type[InvokeError]] = {
     Reason.UNKNOWN_VOICE: InvokeBadRequestError,
     Reason.REJECTED_REQUEST: InvokeBadRequestError,
     Reason.BAD_SETTINGS: InvokeBadRequestError,
+    Reason.TOOLS_REFUSED: InvokeBadRequestError,
+    Reason.STREAMED_TOOLS_REFUSED: InvokeBadRequestError,
     Reason.UNAUTHORIZED: InvokeAuthorizationError,
     Reason.RATE_LIMITED: InvokeRateLimitError,
     # Not ready yet (model loading, no ready Token Router backend, HTTP concurrency cap):
@@ -57,6 +65,8 @@ _DIFY_CLASS: dict[Reason, type[InvokeError]] = {
     Reason.TIMED_OUT: InvokeConnectionError,
     Reason.SERVER_ERROR: InvokeServerUnavailableError,
     Reason.MALFORMED_ANSWER: InvokeServerUnavailableError,
+    # The sentence-transformers engine fails the request with a 500.
+    Reason.MISSING_PROMPT: InvokeServerUnavailableError,
 }
 
 # What the SDK's error mapping does with exceptions that escape as they are (the model
@@ -75,19 +85,35 @@ _INVALID_BODY = re.compile(r"validation error", re.IGNORECASE)
 # TTS engines answer an unknown voice with a 500 that lists the voices they know.
 _UNKNOWN_VOICE = re.compile(r"invalid voice|available speakers|supported speakers", re.IGNORECASE)
 _STATUS_PREFIX = re.compile(r"^\s*(\d{3})\s*:\s*")
+# Xinference's actors prefix what they raise with where they run: "[address=127.0.0.1:58997, pid=4242] ".
+_ACTOR_PREFIX = re.compile(r"\[address=[^\]]*, pid=\d+\]\s*")
+# Families without a tool parser: 400 "Only {'qwen2.5-instruct', …} support tool calls" (or "… tool messages").
+_TOOLS_REFUSED = re.compile(r"\bOnly \{[^}]*\} support tool (?:calls|messages)\b")
+# Xinference 1.10 to 2.1: 400 "Streaming support for tool calls is available only when using Qwen models …".
+_STREAMED_TOOLS_REFUSED = re.compile(r"streaming support for tool calls", re.IGNORECASE)
+# sentence-transformers: "Prompt name 'query' not found in the configured prompts dictionary …".
+_MISSING_PROMPT = re.compile(r"Prompt name '([^']*)' not found")
 _UNKNOWN_MODEL_HEADLINE = "Xinference has no running model with UID"
+_TERMINAL_PUNCTUATION = (".", "!", "?", "…")
 
 
 class XinferenceError(Exception):
-    """A failure inside the shared floor, as data.
+    """A failed request to Xinference, as data.
 
     `detail` is the server's full text (or ours); `headline` says what happened and
-    `hint` what to do. `args` carry only the reason and status, never the detail, so
-    logging the exception cannot leak what a server echoed.
+    `hint` what to do (a sentence). `args` carry only the reason and status, never the
+    detail, so logging the exception cannot leak what a server echoed.
     """
 
     def __init__(
-        self, reason: Reason, headline: str, detail: str = "", *, status: int | None = None, hint: str = ""
+        self,
+        reason: Reason,
+        headline: str,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        hint: str = "",
+        prompt_name: str | None = None,
     ) -> None:
         super().__init__(reason.value, status)
         self.reason = reason
@@ -95,17 +121,39 @@ class XinferenceError(Exception):
         self.detail = detail
         self.status = status
         self.hint = hint
+        self.prompt_name = prompt_name  # MISSING_PROMPT: the prompt the model lacks
+        self.mid_stream = False
+        self._shown: str | None = None
 
-    def message(self, secret: str | None) -> str:
+    def hide(self, secret: str | None) -> "XinferenceError":
+        """Fixes the words to show, without any piece of `secret` (done once, as the error leaves the client)."""
+        if self._shown is None:
+            self._shown = self._words(secret)
+            self.headline, self.detail, self.hint = (redact(text, secret) for text in (self.headline, self.detail, self.hint))
+        return self
+
+    def message(self) -> str:
+        return self._shown if self._shown is not None else self._words(None)
+
+    def _words(self, secret: str | None) -> str:
         # Redact before shortening: a cut must never leave the start of the key behind.
         detail = shorten(redact(self.detail[: 4 * MAX_DETAIL_CHARS], secret))
         text = f"{self.headline}: {detail}" if detail else self.headline
-        return redact(text + self.hint, secret)
+        if self.mid_stream:
+            text += " (reported mid-stream)"
+        return redact(with_sentence(text, self.hint), secret)
 
 
-def to_dify(error: XinferenceError, secret: str | None) -> InvokeError:
-    """The error Dify gets: the reason's class, the text without any piece of the key."""
-    return _DIFY_CLASS[error.reason](error.message(secret))
+def to_dify(error: XinferenceError) -> InvokeError:
+    """The error Dify gets: the reason's class, the words `hide` fixed."""
+    return _DIFY_CLASS[error.reason](error.message())
+
+
+def with_sentence(text: str, sentence: str) -> str:
+    """`text`, ended with a full stop where it has none, and `sentence` after it (if any)."""
+    if not sentence:
+        return text
+    return f"{text if text.endswith(_TERMINAL_PUNCTUATION) else text + '.'} {sentence}"
 
 
 def unexpected(error: BaseException, secret: str | None) -> InvokeError:
@@ -119,10 +167,19 @@ def unexpected(error: BaseException, secret: str | None) -> InvokeError:
 
 
 def from_status(status: int, detail: str, model_uid: str, *, retry_after: bool = False) -> XinferenceError:
-    """The error for an HTTP error status and the server's full text."""
-    detail = detail.strip()
+    """The error for an HTTP error status and the server's full text: the one classifier."""
+    detail = _ACTOR_PREFIX.sub("", detail).strip()
     shown = detail or f"HTTP {status} with an empty body"
     uid = _quoted(model_uid)
+    if _TOOLS_REFUSED.search(detail):
+        return XinferenceError(Reason.TOOLS_REFUSED, f"Xinference answered {status}", shown, status=status)
+    if _STREAMED_TOOLS_REFUSED.search(detail):
+        return XinferenceError(Reason.STREAMED_TOOLS_REFUSED, f"Xinference answered {status}", shown, status=status)
+    missing_prompt = _MISSING_PROMPT.search(detail)
+    if missing_prompt:
+        return XinferenceError(
+            Reason.MISSING_PROMPT, f"Xinference answered {status}", shown, status=status, prompt_name=missing_prompt.group(1)
+        )
     if _MODEL_NOT_FOUND.search(detail) and status in (400, 404):
         return XinferenceError(Reason.UNKNOWN_MODEL, f"{_UNKNOWN_MODEL_HEADLINE} {uid} ({status})", shown, status=status)
     if _UNKNOWN_VOICE.search(detail):
@@ -142,7 +199,7 @@ def from_status(status: int, detail: str, model_uid: str, *, retry_after: bool =
             f"Xinference refused the credentials ({status})",
             shown,
             status=status,
-            hint=". Check the API key and that it may use this model.",
+            hint="Check the API key and that it may use this model.",
         )
     if status == 429:
         return XinferenceError(Reason.RATE_LIMITED, f"Xinference answered {status}", shown, status=status)
@@ -164,7 +221,7 @@ def from_stream_event(message: object, model_uid: str) -> XinferenceError:
     status = int(status_match.group(1)) if status_match else 500
     detail = text[status_match.end() :] if status_match else text
     error = from_status(status, detail, model_uid)
-    error.hint += " (reported mid-stream)"
+    error.mid_stream = True
     return error
 
 

@@ -5,12 +5,14 @@
 - The invoke timeout bounds the call: connecting, retries and their waits, and reading a
   blocking answer all end by the deadline in the settings. A stream, once open, may run
   longer as long as it keeps coming: it fails when Xinference is silent for the timeout.
-- Failures are `XinferenceError`s inside; each public method is the edge where they
-  become one of Dify's `InvokeError`s (`errors.to_dify`), with no piece of the API key.
+- Failures leave every public method as `XinferenceError`s, classified (`errors.from_status`)
+  and with no piece of the API key in their words (`hide`): a caller that can work around
+  a reason catches it; the model class's edge turns the rest into Dify's classes.
 """
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +22,8 @@ import requests
 import urllib3.exceptions
 
 from models.common.credentials import ServerSettings
-from models.common.errors import Reason, XinferenceError, detail_of, from_status, from_stream_event, safe_json, to_dify
+from models.common.errors import Reason, XinferenceError, detail_of, from_status, from_stream_event, safe_json
+from models.common.redaction import redact
 from models.common.retry import Attempt, retry_delay
 from models.common.sse import DONE, sse_data
 from models.common.transport import StaleConnectionError, causes, drop_idle_connections, session_for
@@ -41,45 +44,41 @@ class XinferenceClient:
     # ---- requests that answer JSON -------------------------------------------------
 
     def get_json(self, path: str) -> Any:
-        with self._as_dify_errors():
+        with self._key_hidden():
             return self._json_of(self._read_all(self._open("GET", path)), path)
 
     def post_json(self, path: str, body: dict) -> Any:
-        with self._as_dify_errors():
+        with self._key_hidden():
             return self._json_of(self._read_all(self._open("POST", path, json=body)), path)
 
     def post_form(self, path: str, fields: dict, files: dict) -> Any:
-        with self._as_dify_errors():
+        with self._key_hidden():
             return self._json_of(self._read_all(self._open("POST", path, data=fields, files=files)), path)
 
     # ---- requests that answer a stream or raw bytes --------------------------------
 
     def post_events(self, path: str, body: dict) -> Iterator[dict]:
         """Opens an SSE stream now (so HTTP errors raise here) and yields its JSON events."""
-        with self._as_dify_errors():
+        with self._key_hidden():
             response = self._open("POST", path, json=body)
-        return self._dify_errors_of(self._events(response))
+        return self._key_hidden_in(self._events(response))
 
     def post_for_bytes(self, path: str, body: dict) -> bytes:
-        with self._as_dify_errors():
+        with self._key_hidden():
             return self._read_all(self._open("POST", path, json=body))
 
-    def post_for_byte_stream(self, path: str, body: dict) -> Iterator[bytes]:
-        with self._as_dify_errors():
-            response = self._open("POST", path, json=body)
-        return self._dify_errors_of(self._chunks(response))
-
-    # ---- the edge --------------------------------------------------------------------
+    # ---- what leaves the client ---------------------------------------------------------
 
     @contextmanager
-    def _as_dify_errors(self) -> Iterator[None]:
+    def _key_hidden(self) -> Iterator[None]:
         try:
             yield
         except XinferenceError as error:
-            raise to_dify(error, self.settings.api_key) from error
+            error.hide(self.settings.api_key)
+            raise
 
-    def _dify_errors_of(self, items: Iterator[Any]) -> Iterator[Any]:
-        with self._as_dify_errors():
+    def _key_hidden_in(self, items: Iterator[Any]) -> Iterator[Any]:
+        with self._key_hidden():
             yield from items
 
     # ---- sending, with retries ---------------------------------------------------------
@@ -107,16 +106,18 @@ class XinferenceClient:
                     return response
                 failure = response
             delay = retry_delay(
-                attempt, failure, max_retries=self.settings.max_retries, time_left=self.settings.time_left()
+                attempt, failure, max_retries=self.settings.max_retries, time_left=self.settings.time_left(),
+                chance=random.random(),
             )
             if delay is None:
                 raise self._error_of(failure)
-            logger.debug(
-                "Xinference %s %s: %s, retrying in %.2f s (%s)",
-                method, path, _what_failed(failure), delay,
+            how = (
                 "on a fresh connection" if isinstance(failure, StaleConnectionError)
-                else f"retry {attempt.retries + 1} of at most {self.settings.max_retries}",
-            )
+                else f"retry {attempt.retries + 1} of at most {self.settings.max_retries}"
+            )  # fmt: skip
+            # The path holds the UID, where an API key may have been pasted too.
+            line = f"Xinference {method} {path}: {_what_failed(failure)}, retrying in {delay:.2f} s ({how})"
+            logger.debug("%s", redact(line, self.settings.api_key))
             if isinstance(failure, requests.Response):
                 failure.close()
             if isinstance(failure, StaleConnectionError):

@@ -1,47 +1,35 @@
-"""What Xinference says about a running model (`GET /v1/models/{uid}`), cached.
+"""What Xinference says about a running model (`GET /v1/models/{uid}`), remembered.
 
 The SDK asks for the model schema on every invoke, so the description must be cheap:
-one cache for all model types, keyed by (server URL, UID, API-key fingerprint), with
+one memory for all model types, keyed by (server URL, UID, API-key fingerprint), with
 a lock per key so a slow server never holds up calls to another one.
 """
 
 import threading
-import time
 
 from models.common.credentials import ServerSettings
 from models.common.http import XinferenceClient
+from models.common.memory import Memory
 from models.common.wire import ModelDescription, parse_wire
 
-CACHE_TTL_SECONDS = 300.0
-
-_CacheKey = tuple[str, str, str]
-_entries: dict[_CacheKey, tuple[float, ModelDescription]] = {}
-_key_locks: dict[_CacheKey, threading.Lock] = {}
-_registry_lock = threading.Lock()
+_Key = tuple[str, str, str]
+_descriptions: Memory[_Key, ModelDescription] = Memory()
+_describing: Memory[_Key, threading.Lock] = Memory()
 
 
 def describe(settings: ServerSettings, *, fresh: bool = False) -> ModelDescription:
-    """The model's description, from the cache unless it is older than the TTL or `fresh`."""
+    """The model's description, as remembered unless that is older than its lifetime or `fresh`."""
     key = (settings.base_url, settings.model_uid, settings.key_fingerprint)
     if not fresh:
-        cached = _entries.get(key)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-    with _registry_lock:
-        key_lock = _key_locks.setdefault(key, threading.Lock())
-    with key_lock:
-        cached = _entries.get(key)
-        if not fresh and cached and cached[0] > time.monotonic():
-            return cached[1]
+        remembered = _descriptions.get(key)
+        if remembered is not None:
+            return remembered
+    with _describing.get_or_put(key, threading.Lock):
+        remembered = None if fresh else _descriptions.get(key)
+        if remembered is not None:
+            return remembered
         raw = XinferenceClient(settings).get_json(f"/v1/models/{settings.quoted_uid}")
-        description = parse_wire(ModelDescription, raw)
-        _entries[key] = (time.monotonic() + CACHE_TTL_SECONDS, description)
-        return description
-
-
-def forget(settings: ServerSettings) -> None:
-    """Drops a cached description, e.g. when the server says the UID no longer runs."""
-    _entries.pop((settings.base_url, settings.model_uid, settings.key_fingerprint), None)
+        return _descriptions.put(key, parse_wire(ModelDescription, raw))
 
 
 def running_model_uids(settings: ServerSettings) -> list[str]:

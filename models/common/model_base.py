@@ -8,10 +8,12 @@ it for a model class.
 Every call starts with `prepare(credentials)`: the form parsed into the type's settings
 (the invoke timeout starts counting here) and the model's description, checked to be
 the model type the class serves. Whatever leaves a call is one of Dify's five
-`InvokeError` classes (validation: `CredentialsValidateFailedError`), without the API key.
+`InvokeError` classes (validation: `CredentialsValidateFailedError`), without the API key:
+`_transform_invoke_error` is that edge (the SDK calls it for what `_invoke` raises;
+`dify_errors_of` for what a returned stream raises).
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Generic, NamedTuple, TypeVar, cast
 
 from dify_plugin.entities import I18nObject
@@ -24,17 +26,13 @@ from dify_plugin.errors.model import (
 )
 
 from models.common.credentials import CredentialsError, ServerSettings, parse_settings
-from models.common.errors import (
-    INVOKE_ERROR_MAPPING,
-    Reason,
-    XinferenceError,
-    unexpected,
-)
+from models.common.errors import INVOKE_ERROR_MAPPING, Reason, XinferenceError, to_dify, unexpected, with_sentence
 from models.common.metadata import describe, running_model_uids
 from models.common.redaction import redact, shorten
 from models.common.wire import ModelDescription
 
 SettingsT = TypeVar("SettingsT", bound=ServerSettings)
+_Item = TypeVar("_Item")
 
 # Dify's own classes, exactly: Dify maps a plugin's error by its class name.
 _DIFY_INVOKE_ERRORS = tuple(INVOKE_ERROR_MAPPING)
@@ -69,29 +67,29 @@ class XinferenceModel(Generic[SettingsT]):
 
     def _checked_description(self, settings: ServerSettings, *, fresh: bool = False) -> ModelDescription:
         description = describe(settings, fresh=fresh)
-        wrong_type = self._type_mismatch(settings, description)
-        if wrong_type:
-            raise InvokeBadRequestError(redact(wrong_type, settings.api_key))
-        return description
-
-    def _type_mismatch(self, settings: ServerSettings, description: ModelDescription) -> str | None:
         uid = shorten(settings.model_uid, 200)
         if description.kind != self.xinference_model_type:
-            return (
-                f"Model '{uid}' is {_with_article(shorten(description.model_type, 100) or 'unknown')} "
-                f"model on Xinference, but it was added to Dify as {_with_article(self.dify_type_name)} model."
+            raise InvokeBadRequestError(
+                redact(
+                    f"Model '{uid}' is {_with_article(shorten(description.model_type, 100) or 'unknown')} "
+                    f"model on Xinference, but it was added to Dify as {_with_article(self.dify_type_name)} model.",
+                    settings.api_key,
+                )
             )
         if (
             self.accepted_abilities
             and description.model_ability
             and not any(description.has(ability) for ability in self.accepted_abilities)
         ):
-            return (
-                f"Model '{uid}' is {_with_article(description.model_type)} model with abilities "
-                f"{shorten(str(description.model_ability), 300)}, none of which is "
-                f"{' or '.join(self.accepted_abilities)}, so it cannot serve as a {self.dify_type_name} model."
+            raise InvokeBadRequestError(
+                redact(
+                    f"Model '{uid}' is {_with_article(description.model_type)} model with abilities "
+                    f"{shorten(str(description.model_ability), 300)}, none of which is "
+                    f"{' or '.join(self.accepted_abilities)}, so it cannot serve as a {self.dify_type_name} model.",
+                    settings.api_key,
+                )
             )
-        return None
+        return description
 
     # ---- validation -------------------------------------------------------------
 
@@ -116,7 +114,7 @@ class XinferenceModel(Generic[SettingsT]):
         except CredentialsValidateFailedError as exc:
             raise CredentialsValidateFailedError(_redacted(str(exc), settings)) from None
         except Exception as exc:
-            raise CredentialsValidateFailedError(_explain(settings, self._transform_invoke_error(exc))) from exc
+            raise CredentialsValidateFailedError(_explain(settings, exc, self._transform_invoke_error(exc))) from exc
 
     # ---- the error edge ------------------------------------------------------------
 
@@ -130,6 +128,8 @@ class XinferenceModel(Generic[SettingsT]):
         The SDK's own version replaces the message of an authorization error with a
         generic text and prefixes the others; a Dify admin needs Xinference's words.
         """
+        if isinstance(error, XinferenceError):
+            return to_dify(error)
         if type(error) in _DIFY_INVOKE_ERRORS:
             return cast(InvokeError, error)
         if isinstance(error, InvokeError):  # the base class or someone's subclass: Dify's name for it
@@ -139,6 +139,17 @@ class XinferenceModel(Generic[SettingsT]):
             if isinstance(error, tuple(source_types)):
                 return invoke_error(shorten(str(error)))
         return unexpected(error, None)
+
+    def dify_errors_of(self, items: Iterator[_Item]) -> Generator[_Item, None, None]:
+        """`items`, whatever they raise turned into Dify's classes: for a stream `_invoke` returns
+        (the SDK maps what `_invoke` raises, not what the generator it returns raises)."""
+        try:
+            yield from items
+        except Exception as exc:
+            error = self._transform_invoke_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
 
     def get_customizable_model_schema_from_credentials(
         self, model: str, credentials: Mapping
@@ -175,24 +186,18 @@ def _with_article(word: str) -> str:
     return f"{'an' if word[:1].lower() in 'aeiou' or word.startswith('LLM') else 'a'} {word}"
 
 
-def _reason_of(error: InvokeError) -> Reason | None:
-    # The client raises Dify's error from the classified one.
-    cause = error.__cause__
-    return cause.reason if isinstance(cause, XinferenceError) else None
-
-
-def _explain(settings: ServerSettings, error: InvokeError) -> str:
+def _explain(settings: ServerSettings, exc: Exception, error: InvokeError) -> str:
     message = _redacted(str(error), settings)
-    reason = _reason_of(error)
+    reason = exc.reason if isinstance(exc, XinferenceError) else None
     if reason is Reason.UNKNOWN_MODEL:
         try:
             uids = running_model_uids(settings)
         except Exception:
             return message
         offered = ", ".join(uids) if uids else "none"
-        return _redacted(f"{message} Models running on {settings.shown_url}: {shorten(offered, 1000)}.", settings)
+        return _redacted(with_sentence(message, f"Models running on {settings.shown_url}: {shorten(offered, 1000)}."), settings)
     if reason is Reason.UNREACHABLE:
-        return f"{message}. Check the server URL."
+        return with_sentence(message, "Check the server URL.")
     return message
 
 

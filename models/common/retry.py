@@ -4,7 +4,9 @@ Only where repeating cannot do harm:
 - a reused keep-alive connection died while idle (the request never reached the model):
   once, at once, on a fresh connection, whatever `max_retries` says;
 - the connection failed before anything was sent (refused, connect timeout): back off
-  0.25 s, 0.5 s, 1 s, … up to 4 s, at most `max_retries` times;
+  0.25 s, 0.5 s, 1 s, … up to 4 s, each shortened by a random share of up to a quarter
+  (so the calls a server restart failed together do not all come back in the same
+  instant, as openai-python does it), at most `max_retries` times;
 - a 503 that says when to come back (`Retry-After`, capped at 10 s), at most `max_retries` times.
 Never a wait that would end past the call's deadline.
 """
@@ -19,6 +21,7 @@ from models.common.transport import StaleConnectionError, causes
 
 BACKOFF_START = 0.25
 BACKOFF_CAP = 4.0
+MAX_JITTER = 0.25  # the share of a back-off that chance may take off
 MAX_RETRY_AFTER_WAIT = 10.0
 
 
@@ -36,9 +39,12 @@ class Attempt:
 
 
 def retry_delay(
-    attempt: Attempt, failure: BaseException | requests.Response, *, max_retries: int, time_left: float
+    attempt: Attempt, failure: BaseException | requests.Response, *, max_retries: int, time_left: float, chance: float
 ) -> float | None:
-    """Seconds to wait before trying again, or None to stop and report `failure`."""
+    """Seconds to wait before trying again, or None to stop and report `failure`.
+
+    `chance` is a random draw from [0, 1): the caller's, so that the decision stays a pure function.
+    """
     if isinstance(failure, StaleConnectionError):
         delay: float | None = None if attempt.fresh_connection_tried else 0.0
     elif attempt.retries >= max_retries:
@@ -46,7 +52,7 @@ def retry_delay(
     elif isinstance(failure, requests.Response):
         delay = retry_after(failure)
     elif nothing_was_sent(failure):
-        delay = min(BACKOFF_START * 2**attempt.retries, BACKOFF_CAP)
+        delay = min(BACKOFF_START * 2**attempt.retries, BACKOFF_CAP) * (1 - MAX_JITTER * chance)
     else:
         delay = None
     if delay is None or delay >= time_left:

@@ -11,7 +11,6 @@ here, at module level. The adapter adds two things to plain `requests`:
 import http.client
 import socket
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,12 +20,13 @@ import urllib3.connectionpool
 from requests.adapters import HTTPAdapter
 
 from models.common.credentials import ServerSettings
+from models.common.memory import FOREVER, Memory
 
 MAX_POOLED_CONNECTIONS = 32
 MAX_SESSIONS = 64
 
-_sessions: "OrderedDict[tuple[str, str], requests.Session]" = OrderedDict()
-_sessions_lock = threading.Lock()
+# Kept while used; closing one another thread still uses only closes its idle connections.
+_sessions: Memory[tuple[str, str], requests.Session] = Memory(FOREVER, MAX_SESSIONS, on_drop=lambda session: session.close())
 
 
 class StaleConnectionError(requests.ConnectionError):
@@ -34,23 +34,17 @@ class StaleConnectionError(requests.ConnectionError):
 
 
 def session_for(settings: ServerSettings) -> requests.Session:
-    key = (settings.base_url, settings.key_fingerprint)
-    with _sessions_lock:
-        session = _sessions.get(key)
-        if session is not None:
-            _sessions.move_to_end(key)
-            return session
-        session = requests.Session()
-        adapter = QuickAckAdapter(pool_connections=1, pool_maxsize=MAX_POOLED_CONNECTIONS, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        if settings.api_key:
-            session.headers["Authorization"] = f"Bearer {settings.api_key}"
-        _sessions[key] = session
-        if len(_sessions) > MAX_SESSIONS:
-            _, oldest = _sessions.popitem(last=False)
-            oldest.close()
-        return session
+    return _sessions.get_or_put((settings.base_url, settings.key_fingerprint), lambda: _new_session(settings.api_key))
+
+
+def _new_session(api_key: str | None) -> requests.Session:
+    session = requests.Session()
+    adapter = QuickAckAdapter(pool_connections=1, pool_maxsize=MAX_POOLED_CONNECTIONS, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    if api_key:
+        session.headers["Authorization"] = f"Bearer {api_key}"
+    return session
 
 
 def drop_idle_connections(session: requests.Session) -> None:

@@ -63,16 +63,6 @@ class AnswerReader:
         )
 
     def chunks(self, events: Iterator[dict]) -> Generator[LLMResultChunk, None, None]:
-        # The SDK maps errors raised by `_invoke`, not by the generator it returns.
-        try:
-            yield from self._chunks(events)
-        except Exception as exc:
-            error = self.model_class._transform_invoke_error(exc)
-            if error is exc:
-                raise
-            raise error from exc
-
-    def _chunks(self, events: Iterator[dict]) -> Generator[LLMResultChunk, None, None]:
         reasoning = _ReasoningWrapper()
         inline_calls = _InlineToolCalls(enabled=bool(self.tools))
         pending_calls: list[ToolCall] = []

@@ -7,15 +7,13 @@ from dify_plugin import LargeLanguageModel
 from dify_plugin.entities.model import AIModelEntity
 from dify_plugin.entities.model.llm import LLMMode, LLMResult, LLMResultChunk
 from dify_plugin.entities.model.message import PromptMessage, PromptMessageTool
-from dify_plugin.errors.model import CredentialsValidateFailedError
 
-from models.common.credentials import ServerSettings
+from models.common.credentials import LLMSettings
 from models.common.http import XinferenceClient
 from models.common.model_base import XinferenceModel
 from models.common.wire import CompletionAnswer, ModelDescription, parse_wire
 from models.llm.answers import AnswerReader
 from models.llm.families import template_needs
-from models.llm.overrides import OverrideError, parse_overrides
 from models.llm.refusals import send_without_refused_tools
 from models.llm.request import (
     chat_messages,
@@ -28,7 +26,8 @@ from models.llm.schema import capabilities_for, mode_of, schema_of
 from models.llm.tool_stream import streamed_answer
 
 
-class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguageModel):
+class XinferenceLargeLanguageModel(XinferenceModel[LLMSettings], LargeLanguageModel):
+    settings_type = LLMSettings
     xinference_model_type = "llm"
     dify_type_name = "LLM"
 
@@ -44,7 +43,7 @@ class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguag
         user: str | None = None,
     ) -> LLMResult | Generator[LLMResultChunk, None, None]:
         settings, description = self.prepare(credentials)
-        capabilities = capabilities_for(credentials, settings.base_url, description)
+        capabilities = capabilities_for(settings, description)
         client = XinferenceClient(settings)
         chat = capabilities.mode is LLMMode.CHAT
         if chat:
@@ -70,8 +69,8 @@ class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguag
         body["stream"] = True
         if chat:
             body["stream_options"] = {"include_usage": True}
-        return send_without_refused_tools(
-            lambda sent: streamed_answer(client, path, sent, call), body, server, description
+        return self.dify_errors_of(
+            send_without_refused_tools(lambda sent: streamed_answer(client, path, sent, call), body, server, description)
         )
 
     def get_num_tokens(
@@ -84,15 +83,11 @@ class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguag
         return estimate_prompt_tokens(prompt_messages, tools)
 
     def validate_credentials(self, model: str, credentials: dict) -> None:
-        try:
-            parse_overrides(credentials)
-        except OverrideError as exc:
-            raise CredentialsValidateFailedError(str(exc)) from exc
         self.validate_with_probe(credentials, _probe_with_tiny_request)
 
     def get_customizable_model_schema(self, model: str, credentials: dict) -> AIModelEntity:
         settings, description = self.prepare(credentials)
-        capabilities = capabilities_for(credentials, settings.base_url, description)
+        capabilities = capabilities_for(settings, description)
         # The SDK asks for the schema three times per invoke (parameter check, prompt and
         # completion price); the SDK's in-place template filling is idempotent.
         return description.derived(
@@ -103,7 +98,7 @@ class XinferenceLargeLanguageModel(XinferenceModel[ServerSettings], LargeLanguag
     # one table for every model type (models/common/errors.py).
 
 
-def _probe_with_tiny_request(settings: ServerSettings, description: ModelDescription) -> None:
+def _probe_with_tiny_request(settings: LLMSettings, description: ModelDescription) -> None:
     client = XinferenceClient(settings)
     if mode_of(description) is LLMMode.CHAT:
         answer = client.post_json(

@@ -1,39 +1,30 @@
 """Tool calls the server refuses, learnt from its answer.
 
 Xinference accepts `tools` (and a conversation ending in a tool result) only for families
-whose tool parser it knows, and answers 400 "Only {…} support tool calls" otherwise. The
-description does not say which families those are (several declare the `tools` ability
-without a parser), and the error's list is cut short in our messages; what the refusal
-proves is enough: this family, on this server, takes no tools. Kept for the process's life.
+whose tool parser it knows, and answers 400 "Only {…} support tool calls" otherwise
+(`Reason.TOOLS_REFUSED`). The description does not say which families those are (several
+declare the `tools` ability without a parser); what the refusal proves is enough: this
+family, on this server, takes no tools. Remembered as long as what the plugin learns
+(models/common/memory.py).
 """
 
-import re
-import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-from dify_plugin.errors.model import InvokeBadRequestError
-
+from models.common.errors import Reason, XinferenceError
+from models.common.memory import Memory
 from models.common.metadata import ModelDescription
 from models.llm.families import family_of
 from models.llm.request import tool_turns_as_text
 
 T = TypeVar("T")
 
-# "Only {'qwen2.5-instruct', 'glm4-chat', …} support tool calls": the list is long enough that
-# the end of the message may be cut, so the refusal is recognised by its start.
-_REFUSAL = re.compile(r"\bOnly \{'[^']+'")
-_refused: set[tuple[str, str]] = set()
-_refused_lock = threading.Lock()
+# (server URL, family) -> True
+_tool_refusals: Memory[tuple[str, str], bool] = Memory()
 
 
 def server_refuses_tools(server_url: str, description: ModelDescription) -> bool:
-    return (server_url, family_of(description)) in _refused
-
-
-def forget_tool_refusals() -> None:
-    with _refused_lock:
-        _refused.clear()
+    return (server_url, family_of(description)) in _tool_refusals
 
 
 def send_without_refused_tools(
@@ -46,11 +37,10 @@ def send_without_refused_tools(
     """
     try:
         return send(body)
-    except InvokeBadRequestError as exc:
-        if "messages" not in body or not _REFUSAL.search(str(exc)):
+    except XinferenceError as error:
+        if "messages" not in body or error.reason is not Reason.TOOLS_REFUSED:
             raise
-        with _refused_lock:
-            _refused.add((server_url, family_of(description)))
+        _tool_refusals.put((server_url, family_of(description)), True)
         plain = {name: value for name, value in body.items() if name not in ("tools", "tool_choice")}
         plain["messages"] = tool_turns_as_text(body["messages"])
         return send(plain)

@@ -1,6 +1,5 @@
 """What an LLM's description implies for Dify: mode, context size, features, parameter rules."""
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dify_plugin.entities import I18nObject
@@ -13,12 +12,11 @@ from dify_plugin.entities.model import (
     ParameterType,
 )
 from dify_plugin.entities.model.llm import LLMMode
-from dify_plugin.errors.model import InvokeBadRequestError
 
+from models.common.credentials import LLMSettings
 from models.common.metadata import ModelDescription
 from models.common.model_base import customizable_schema
 from models.llm.families import reasoning_effort_of
-from models.llm.overrides import LLMOverrides, OverrideError, parse_overrides
 from models.llm.refusals import server_refuses_tools
 
 DEFAULT_CONTEXT_LENGTH = 2048
@@ -36,17 +34,19 @@ class Capabilities:
     structured_output: bool
 
 
-def capabilities_of(description: ModelDescription, overrides: LLMOverrides, tools_refused: bool) -> Capabilities:
+def capabilities_for(settings: LLMSettings, description: ModelDescription) -> Capabilities:
+    """The model's capabilities: what the admin saved wins, then what the server described or refused."""
     mode = mode_of(description)
     chat = mode is LLMMode.CHAT
-    context_length = overrides.context_length(description) or DEFAULT_CONTEXT_LENGTH
+    context_length = settings.context_size or description.context_length or DEFAULT_CONTEXT_LENGTH
+    tools_refused = server_refuses_tools(settings.base_url, description)
     return Capabilities(
         mode=mode,
         context_length=context_length,
-        max_output_tokens=overrides.max_output_tokens or context_length,
-        tool_calling=chat and overrides.tool_calling.decide(description.has("tools") and not tools_refused),
-        vision=chat and overrides.vision.decide(description.has("vision") or description.has("omni")),
-        structured_output=chat and overrides.structured_output.decide(True),
+        max_output_tokens=settings.max_output_tokens or context_length,
+        tool_calling=chat and settings.tool_calling.decide(description.has("tools") and not tools_refused),
+        vision=chat and settings.vision.decide(description.has("vision") or description.has("omni")),
+        structured_output=chat and settings.structured_output.decide(True),
     )
 
 
@@ -105,7 +105,7 @@ def _parameter_rules(description: ModelDescription, capabilities: Capabilities) 
         ParameterRule(name="frequency_penalty", use_template="frequency_penalty", min=-2.0, max=2.0),
         ParameterRule(
             name="repetition_penalty",
-            label=_label("Repetition penalty", "重复惩罚"),
+            label=_label("Repetition Penalty", "重复惩罚"),
             help=_label(
                 "Values above 1 discourage repeating tokens; 1 means no penalty.",
                 "大于 1 的值会抑制重复；1 表示不惩罚。",
@@ -137,7 +137,7 @@ def _parameter_rules(description: ModelDescription, capabilities: Capabilities) 
         rules += [
             ParameterRule(
                 name="response_format",
-                label=_label("Response format", "回复格式"),
+                label=_label("Response Format", "回复格式"),
                 help=_label(
                     "json_object asks for JSON; json_schema for JSON matching the JSON schema below "
                     "(Xinference 1.1 and newer).",
@@ -152,7 +152,7 @@ def _parameter_rules(description: ModelDescription, capabilities: Capabilities) 
         rules.append(
             ParameterRule(
                 name="enable_thinking",
-                label=_label("Thinking mode", "思考模式"),
+                label=_label("Thinking Mode", "思考模式"),
                 help=_label(
                     "Whether this hybrid reasoning model thinks before it answers.",
                     "该混合推理模型是否在回答前进行思考。",
@@ -166,7 +166,7 @@ def _parameter_rules(description: ModelDescription, capabilities: Capabilities) 
         rules.append(
             ParameterRule(
                 name="reasoning_effort",
-                label=_label("Reasoning effort", "推理强度"),
+                label=_label("Reasoning Effort", "推理强度"),
                 help=_label(
                     f"How much this model reasons before it answers; empty means its default ({effort.default}).",
                     f"该模型回答前推理的程度；留空则使用默认值（{effort.default}）。",
@@ -177,11 +177,3 @@ def _parameter_rules(description: ModelDescription, capabilities: Capabilities) 
         )
     return rules
 
-
-def capabilities_for(credentials: Mapping, server_url: str, description: ModelDescription) -> Capabilities:
-    """The model's capabilities under the admin's saved LLM settings; a bad setting is a bad request."""
-    try:
-        overrides = parse_overrides(credentials)
-    except OverrideError as exc:
-        raise InvokeBadRequestError(str(exc)) from exc
-    return capabilities_of(description, overrides, server_refuses_tools(server_url, description))

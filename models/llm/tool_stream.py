@@ -6,32 +6,27 @@ tool calls is available only when using Qwen models with vLLM backend or GLM4-ch
 models without vLLM backend.") unless the model is one of those two pairs; 2.2.0 dropped
 the check. Neither the version nor the description says beforehand whether a model is
 refused (the description names the engine only from 3.x, and a vLLM Qwen on 1.x streams
-tool calls fine), so the refusal itself is the signal: it is remembered per server and
-model, and that call and the following ones go blocking and reach Dify as chunks. A
-server that streams tool calls never sees an extra request; a refusing one sees one
-rejected request (answered before any inference) per model and per hour.
+tool calls fine), so the refusal itself (`Reason.STREAMED_TOOLS_REFUSED`) is the signal:
+it is remembered per server and model as long as what the plugin learns (the model may be
+relaunched under the same UID on another engine; models/common/memory.py), and that call
+and the following ones go blocking and reach Dify as chunks. A server that streams tool
+calls never sees an extra request; a refusing one sees one rejected request (answered
+before any inference) per model and per memory lifetime.
 """
 
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Generator
 
 from dify_plugin.entities.model.llm import LLMResult, LLMResultChunk, LLMResultChunkDelta
 from dify_plugin.entities.model.message import AssistantPromptMessage
-from dify_plugin.errors.model import InvokeBadRequestError
 
+from models.common.errors import Reason, XinferenceError
 from models.common.http import XinferenceClient
+from models.common.memory import Memory
 from models.common.wire import CompletionAnswer, parse_wire
 from models.llm.answers import AnswerReader
 
-# Forgotten after a while: the model may be relaunched under the same UID on another engine.
-REMEMBER_REFUSAL_FOR = 3600.0
-_MAX_REMEMBERED = 1024
-_REFUSAL_WORDS = "streaming support for tool calls"
-
-_refusals: "OrderedDict[tuple[str, str], float]" = OrderedDict()
-_refusals_lock = threading.Lock()
+# (server URL, model UID) -> True
+_streamed_tool_refusals: Memory[tuple[str, str], bool] = Memory()
 
 
 def streamed_answer(
@@ -42,14 +37,14 @@ def streamed_answer(
     HTTP errors raise here, before the first chunk, as from a plain stream.
     """
     key = (client.settings.base_url, client.settings.model_uid)
-    if body.get("tools") and _refused_recently(key):
+    if body.get("tools") and key in _streamed_tool_refusals:
         return _blocking_as_chunks(client, path, body, reader)
     try:
         events = client.post_events(path, body)
-    except InvokeBadRequestError as exc:
-        if not (body.get("tools") and _REFUSAL_WORDS in str(exc).lower()):
+    except XinferenceError as error:
+        if not (body.get("tools") and error.reason is Reason.STREAMED_TOOLS_REFUSED):
             raise
-        _remember_refusal(key)
+        _streamed_tool_refusals.put(key, True)
         return _blocking_as_chunks(client, path, body, reader)
     return reader.chunks(events)
 
@@ -84,21 +79,3 @@ def _chunk(result: LLMResult, index: int, message: AssistantPromptMessage, **fin
         delta=LLMResultChunkDelta(index=index, message=message, **final),
     )
 
-
-def _refused_recently(key: tuple[str, str]) -> bool:
-    with _refusals_lock:
-        refused_at = _refusals.get(key)
-        if refused_at is None:
-            return False
-        if time.monotonic() - refused_at > REMEMBER_REFUSAL_FOR:
-            del _refusals[key]
-            return False
-        return True
-
-
-def _remember_refusal(key: tuple[str, str]) -> None:
-    with _refusals_lock:
-        _refusals[key] = time.monotonic()
-        _refusals.move_to_end(key)
-        while len(_refusals) > _MAX_REMEMBERED:
-            _refusals.popitem(last=False)

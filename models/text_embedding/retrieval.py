@@ -22,34 +22,34 @@ older descriptions do not say which engine runs. Images carry no prompt.
 sentence-transformers 5 (Xinference 4.x) gives every model empty `query` and `document`
 prompts when its config names none, so there they always exist. Where a prompt is missing
 (older sentence-transformers, or Jina's prompt names on a model without them) the server
-answers "Prompt name 'query' not found in the configured prompts dictionary": that is
-learned once per model and process, and the call is repeated without it. Models without
-prompts of their own embed exactly as before.
+answers "Prompt name 'query' not found in the configured prompts dictionary"
+(`Reason.MISSING_PROMPT`): that is learned per model, as long as what the plugin learns
+(models/common/memory.py), and the call is repeated without it. Models without prompts
+of their own embed exactly as before.
 """
 
 import logging
-import re
-import threading
 
 from dify_plugin.config.logger_format import plugin_logger_handler
 from dify_plugin.entities.model import EmbeddingInputType
-from dify_plugin.errors.model import InvokeError
 
 from models.common.credentials import ServerSettings
+from models.common.errors import Reason, XinferenceError
+from models.common.memory import Memory
 from models.common.metadata import ModelDescription
+from models.common.redaction import redact
 
 _ENGINE = "sentence_transformers"
-_MISSING_PROMPT = re.compile(r"Prompt name '([^']*)' not found")
 
 _logger = logging.getLogger(__name__)
 _logger.setLevel(logging.INFO)
 _logger.addHandler(plugin_logger_handler)  # the SDK's: log lines reach the daemon's log
 
-# (server URL, model UID, model name) -> prompt names the model turned out not to have
-_missing: dict[tuple[str, str, str], set[str]] = {}
-# (server URL, model UID, model name, prompt name) already reported as in use
-_reported: set[tuple[str, str, str, str]] = set()
-_lock = threading.Lock()
+_Prompt = tuple[str, str, str, str]  # (server URL, model UID, model name, prompt name)
+# Prompts the model turned out not to have.
+_missing_prompts: Memory[_Prompt, bool] = Memory()
+# Prompts already reported as in use (logged once per lifetime).
+_prompts_reported: Memory[_Prompt, bool] = Memory()
 
 
 def retrieval_fields(
@@ -63,15 +63,13 @@ def retrieval_fields(
         return {}
     fields = _fields_by_name(description.model_name or "", input_type == EmbeddingInputType.QUERY)
     prompt = fields.get("prompt_name")
-    if prompt is not None:
-        with _lock:
-            if prompt in _missing.get(_key(settings, description), ()):
-                del fields["prompt_name"]
+    if prompt is not None and _key(settings, description, prompt) in _missing_prompts:
+        del fields["prompt_name"]
     return fields
 
 
 def learn_missing_prompt(
-    settings: ServerSettings, description: ModelDescription, fields: dict[str, str], error: InvokeError
+    settings: ServerSettings, description: ModelDescription, fields: dict[str, str], error: XinferenceError
 ) -> bool:
     """Whether a request with `fields` failed for a missing prompt, and is worth one more try.
 
@@ -79,18 +77,11 @@ def learn_missing_prompt(
     request asked for: the server embeds requests that arrive together as one batch, and
     one missing prompt fails them all.
     """
-    found = _MISSING_PROMPT.search(str(error))
-    if found is None or "prompt_name" not in fields:
+    if error.reason is not Reason.MISSING_PROMPT or error.prompt_name is None or "prompt_name" not in fields:
         return False
-    key = _key(settings, description)
-    with _lock:
-        first_time = found.group(1) not in _missing.setdefault(key, set())
-        _missing[key].add(found.group(1))
-    if first_time:
-        _logger.info(
-            "Embedding model '%s' (%s) has no '%s' prompt: those texts go without one from now on.",
-            settings.model_uid, description.model_name, found.group(1),
-        )
+    if _missing_prompts.add(_key(settings, description, error.prompt_name), True):
+        _log(settings, f"Embedding model '{settings.model_uid}' ({description.model_name}) has no "
+                       f"'{error.prompt_name}' prompt: those texts go without one from now on.")  # fmt: skip
     return True
 
 
@@ -99,15 +90,10 @@ def report_prompt_in_use(settings: ServerSettings, description: ModelDescription
     prompt = fields.get("prompt_name") or fields.get("task")
     if prompt is None:
         return
-    key = (*_key(settings, description), prompt)
-    with _lock:
-        if key in _reported:
-            return
-        _reported.add(key)
-    _logger.info(
-        "Embedding model '%s' (%s): texts are sent with %s.",
-        settings.model_uid, description.model_name, ", ".join(f"{name}={value!r}" for name, value in fields.items()),
-    )
+    if not _prompts_reported.add(_key(settings, description, prompt), True):
+        return
+    sent_with = ", ".join(f"{name}={value!r}" for name, value in fields.items())
+    _log(settings, f"Embedding model '{settings.model_uid}' ({description.model_name}): texts are sent with {sent_with}.")
 
 
 def _fields_by_name(model_name: str, query: bool) -> dict[str, str]:
@@ -123,5 +109,10 @@ def _fields_by_name(model_name: str, query: bool) -> dict[str, str]:
     return {"prompt_name": "query" if query else "document"}
 
 
-def _key(settings: ServerSettings, description: ModelDescription) -> tuple[str, str, str]:
-    return (settings.base_url, settings.model_uid, description.model_name or "")
+def _log(settings: ServerSettings, line: str) -> None:
+    # An API key pasted into the UID field too stays out of the log.
+    _logger.info("%s", redact(line, settings.api_key))
+
+
+def _key(settings: ServerSettings, description: ModelDescription, prompt: str) -> _Prompt:
+    return (settings.base_url, settings.model_uid, description.model_name or "", prompt)

@@ -22,6 +22,7 @@ from dify_plugin.errors.model import InvokeServerUnavailableError
 
 from models.common.concurrency import ordered_map
 from models.common.credentials import EmbeddingSettings, ServerSettings
+from models.common.errors import XinferenceError
 from models.common.http import XinferenceClient
 from models.common.model_base import XinferenceModel, customizable_schema
 from models.common.tokens import cut_to_tokens, estimate_tokens
@@ -110,7 +111,7 @@ class XinferenceTextEmbeddingModel(XinferenceModel[EmbeddingSettings], TextEmbed
             fields = retrieval_fields(settings, description, input_type, all_text)
             try:
                 answer = _embed_batch(client, settings.model_uid, batch, {**options, **fields})
-            except InvokeServerUnavailableError as error:
+            except XinferenceError as error:
                 if not learn_missing_prompt(settings, description, fields, error):
                     raise
                 fields = retrieval_fields(settings, description, input_type, all_text)

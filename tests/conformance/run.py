@@ -28,7 +28,7 @@ from dify_plugin.entities.model.message import (
 )
 from dify_plugin.errors.model import InvokeError
 
-from models.common import metadata
+from models.common import memory
 from models.llm.llm import XinferenceLargeLanguageModel
 from tests.conformance.limitations import LIMITATIONS
 from tests.conformance.shapes import SHAPES, Shape
@@ -167,7 +167,7 @@ def main() -> int:
                 skipped[family] = "generate-only: Dify sends a plain prompt to /v1/completions, no template"
                 continue
             credentials = {"server_url": url, "model_uid": family, "invoke_timeout": "120"}
-            metadata._entries.clear()
+            memory.forget_everything()
             schema = model.get_customizable_model_schema(family, credentials)
             results[family] = {}
             for shape in SHAPES:

@@ -15,6 +15,7 @@ import pytest
 import requests
 from dify_plugin.entities.model import EmbeddingInputType, ModelPropertyKey
 
+from models.common.errors import detail_of, from_status
 from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 
 pytestmark = pytest.mark.integration
@@ -169,6 +170,8 @@ def test_a_prompt_the_model_lacks_is_learned_from_the_servers_answer_and_asked_o
     refused = requests.post(testbed["url"] + "/v1/embeddings", headers=headers, timeout=60, json={
         "model": JINA_V3_ALIAS, "input": ["x"], "prompt_name": "retrieval.query"})  # fmt: skip
     assert refused.status_code == 500 and "Prompt name 'retrieval.query' not found" in refused.text
+    # ... in words the plugin's one classifier reads as a missing prompt.
+    assert from_status(refused.status_code, detail_of(refused.text), JINA_V3_ALIAS).prompt_name == "retrieval.query"
     plain = direct(testbed, "jina_alias", TEXTS)
     through_proxy = {**testbed, "url": proxy.url}
 

@@ -183,7 +183,7 @@ def test_concurrent_batches_of_the_first_call_all_succeed_and_it_is_learned_once
         result = embed(texts, DOCUMENT, embedding_batch_size="2")
 
     assert len(result.embeddings) == 8
-    assert retrieval._missing == {(SERVER, UID, "all-MiniLM-L6-v2"): {"document"}}
+    assert (SERVER, UID, "all-MiniLM-L6-v2", "document") in retrieval._missing_prompts
     assert [record.getMessage() for record in caplog.records].count(
         f"Embedding model '{UID}' (all-MiniLM-L6-v2) has no 'document' prompt: "
         "those texts go without one from now on."
@@ -209,7 +209,7 @@ def test_learning_is_safe_from_many_threads():
         thread.join()
 
     assert errors == []
-    assert retrieval._missing == {(SERVER, UID, "all-MiniLM-L6-v2"): {"query"}}
+    assert (SERVER, UID, "all-MiniLM-L6-v2", "query") in retrieval._missing_prompts
     embed(["q"], QUERY)
     assert sent_fields()[-1] == {}
 
@@ -225,7 +225,8 @@ def test_a_missing_prompt_named_by_a_request_merged_with_ours_is_learned_and_our
     assert embed(["q"], QUERY).embeddings == [[0.0, 1.0]]
 
     assert sent_fields() == [{"prompt_name": "query"}, {"prompt_name": "query"}]
-    assert retrieval._missing == {(SERVER, UID, "snowflake-arctic-embed-m"): {"document"}}
+    assert (SERVER, UID, "snowflake-arctic-embed-m", "document") in retrieval._missing_prompts
+    assert (SERVER, UID, "snowflake-arctic-embed-m", "query") not in retrieval._missing_prompts
 
 
 @responses.activate
@@ -245,7 +246,7 @@ def test_other_server_errors_are_not_retried():
     with pytest.raises(InvokeServerUnavailableError, match="CUDA out of memory"):
         embed(["q"], QUERY)
     assert sent_fields() == [{"prompt_name": "query"}]
-    assert retrieval._missing == {}
+    assert (SERVER, UID, "Qwen3-Embedding-0.6B", "query") not in retrieval._missing_prompts
 
 
 @responses.activate

@@ -23,7 +23,7 @@ from models.common.credentials import CredentialsError, parse_settings
 from models.common.http import XinferenceClient
 from models.common.sse import sse_data
 from models.common.transport import StaleConnectionError
-from tests.unit.xinference import SERVER, UID, assert_no_key_piece, closed_port, credentials, sse
+from tests.unit.xinference import SERVER, UID, assert_no_key_piece, closed_port, credentials, dify_sees, sse
 
 KEY = "xf-" + "k" * 48
 
@@ -67,7 +67,7 @@ def test_503_with_retry_after_is_retried_then_succeeds(sleeps):
 def test_503_retries_stop_at_max_retries_with_the_servers_words(sleeps):
     responses.get(f"{SERVER}/v1/models", status=503, headers={"Retry-After": "1"}, json={"detail": "Model is loading, please retry later: qwen"})
     # InvokeConnectionError: Dify's load balancer then tries another configured server.
-    with pytest.raises(InvokeConnectionError, match="Model is loading"):
+    with dify_sees(InvokeConnectionError, match="Model is loading"):
         client(max_retries="2").get_json("/v1/models")
     assert len(responses.calls) == 3
     assert len(sleeps) == 2
@@ -95,7 +95,7 @@ def test_long_retry_after_is_capped(sleeps):
 @responses.activate
 def test_other_errors_are_never_retried(status, error, sleeps):
     responses.get(f"{SERVER}/v1/models", status=status, json={"detail": "no"})
-    with pytest.raises(error):
+    with dify_sees(error):
         client().get_json("/v1/models")
     assert len(responses.calls) == 1
     assert sleeps == []
@@ -104,27 +104,28 @@ def test_other_errors_are_never_retried(status, error, sleeps):
 @responses.activate
 def test_503_without_retry_after_is_not_retried(sleeps):
     responses.get(f"{SERVER}/v1/models", status=503, body="Service Unavailable", content_type="text/plain")
-    with pytest.raises(InvokeConnectionError, match="Service Unavailable"):
+    with dify_sees(InvokeConnectionError, match="Service Unavailable"):
         client().get_json("/v1/models")
     assert len(responses.calls) == 1
 
 
-def test_refused_connections_are_retried_with_backoff_then_reported(sleeps):
+def test_refused_connections_are_retried_with_backoff_then_reported(sleeps, monkeypatch):
+    monkeypatch.setattr(http.random, "random", lambda: 0.5)  # chance takes an eighth off each wait
     url = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(InvokeConnectionError, match="connection refused"):
+    with dify_sees(InvokeConnectionError, match="connection refused"):
         client(server_url=url, max_retries="3").get_json("/v1/models")
-    assert sleeps == [0.25, 0.5, 1.0]
+    assert sleeps == [0.25 * 0.875, 0.5 * 0.875, 1.0 * 0.875]
 
 
 def test_unresolvable_host_says_so(sleeps):
-    with pytest.raises(InvokeConnectionError, match="does not resolve"):
+    with dify_sees(InvokeConnectionError, match="does not resolve"):
         client(server_url="http://no-such-host.invalid:9997", max_retries="0").get_json("/v1/models")
 
 
 @responses.activate
 def test_api_key_echoed_by_a_proxy_never_reaches_the_message():
     responses.get(f"{SERVER}/v1/models", status=401, body=f"bad header Authorization: Bearer {KEY}")
-    with pytest.raises(InvokeAuthorizationError) as raised:
+    with dify_sees(InvokeAuthorizationError) as raised:
         client(api_key=KEY).get_json("/v1/models")
     assert KEY not in str(raised.value)
     assert "***" in str(raised.value)
@@ -133,7 +134,7 @@ def test_api_key_echoed_by_a_proxy_never_reaches_the_message():
 @responses.activate
 def test_non_json_answer_is_a_clear_server_error():
     responses.get(f"{SERVER}/v1/models", body="<html>proxy page</html>", content_type="text/html")
-    with pytest.raises(InvokeServerUnavailableError, match="not JSON.*proxy page"):
+    with dify_sees(InvokeServerUnavailableError, match="not JSON.*proxy page"):
         client().get_json("/v1/models")
 
 
@@ -226,14 +227,14 @@ class _SilentServer(_LoopbackServer):
 
 def test_a_server_that_does_not_answer_times_out_with_the_invoke_timeout():
     server = _SilentServer()
-    with pytest.raises(InvokeConnectionError, match="did not answer within 0.5 s"):
+    with dify_sees(InvokeConnectionError, match="did not answer within 0.5 s"):
         client(server_url=f"http://127.0.0.1:{server.port}", invoke_timeout="0.5").get_json("/v1/models")
     server.listener.close()
 
 
 def test_https_to_a_server_that_speaks_no_tls_is_a_tls_error():
     server = _SilentServer(greeting=b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-    with pytest.raises(InvokeConnectionError, match="TLS error talking to https://127.0.0.1"):
+    with dify_sees(InvokeConnectionError, match="TLS error talking to https://127.0.0.1"):
         client(server_url=f"https://127.0.0.1:{server.port}", invoke_timeout="5").get_json("/v1/models")
     server.listener.close()
 
@@ -285,7 +286,7 @@ def test_a_reset_on_a_reused_keep_alive_connection_is_retried_once_on_a_fresh_on
 def test_a_reset_on_a_fresh_connection_is_not_sent_again(sleeps):
     # The request may have reached the model: repeating it could run it twice.
     server = _ServerThatResetsEveryRequest()
-    with pytest.raises(InvokeConnectionError, match="connection was reset"):
+    with dify_sees(InvokeConnectionError, match="connection was reset"):
         client(server_url=f"http://127.0.0.1:{server.port}", max_retries="3").get_json("/v1/models")
     assert len(server.connections) == 1
     assert sleeps == []
@@ -326,7 +327,7 @@ def test_an_error_event_mid_stream_is_redacted_and_classified():
         f"{SERVER}/v1/chat/completions",
         body=sse({"error": f"401: bad key {KEY[:20]} in Authorization: Bearer {KEY}"}, done=False),
     )
-    with pytest.raises(InvokeAuthorizationError) as raised:
+    with dify_sees(InvokeAuthorizationError) as raised:
         list(client(api_key=KEY).post_events("/v1/chat/completions", {}))
     assert "reported mid-stream" in str(raised.value)
     assert_no_key_piece(raised.value, KEY)
@@ -345,9 +346,10 @@ def clock(monkeypatch) -> list[float]:
     return slept
 
 
-def test_retries_against_a_closed_port_stop_at_the_invoke_timeout(clock):
+def test_retries_against_a_closed_port_stop_at_the_invoke_timeout(clock, monkeypatch):
+    monkeypatch.setattr(http.random, "random", lambda: 0.0)
     url = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(InvokeConnectionError, match="connection refused"):
+    with dify_sees(InvokeConnectionError, match="connection refused"):
         client(server_url=url, invoke_timeout="2", max_retries="10").get_json("/v1/models")
     # 0.25 + 0.5 + 1 = 1.75 s; the next back-off (2 s) would end past the deadline.
     assert clock == [0.25, 0.5, 1.0]
@@ -362,7 +364,7 @@ def test_max_retries_has_a_ceiling():
 @responses.activate
 def test_a_retry_after_that_would_outlast_the_invoke_timeout_is_not_waited_for(clock):
     responses.get(f"{SERVER}/v1/models", status=503, headers={"Retry-After": "5"}, json={"detail": "Model is loading"})
-    with pytest.raises(InvokeConnectionError, match="Model is loading"):
+    with dify_sees(InvokeConnectionError, match="Model is loading"):
         client(invoke_timeout="3").get_json("/v1/models")
     assert clock == []
 
@@ -376,7 +378,7 @@ def test_one_deadline_covers_every_request_of_a_call(clock):
     responses.get(models, json={"model_type": "LLM"})
     responses.post(chat, status=503, headers={"Retry-After": "1"}, json={"detail": "Model is loading"})
     XinferenceClient(settings).get_json(f"/v1/models/{UID}")
-    with pytest.raises(InvokeConnectionError, match="Model is loading"):
+    with dify_sees(InvokeConnectionError, match="Model is loading"):
         XinferenceClient(settings).post_json("/v1/chat/completions", {})
     assert clock == [1.5]
 
@@ -430,7 +432,15 @@ def _refused() -> requests.ConnectionError:
     ],
 )
 def test_the_retry_decision(attempt, failure, max_retries, time_left, delay):
-    assert retry.retry_delay(attempt, failure, max_retries=max_retries, time_left=time_left) == delay
+    assert retry.retry_delay(attempt, failure, max_retries=max_retries, time_left=time_left, chance=0.0) == delay
+
+
+@pytest.mark.parametrize(("chance", "delay"), [(0.0, 1.0), (0.5, 0.875), (0.999, 0.75025)])
+def test_chance_takes_up_to_a_quarter_off_a_back_off_but_not_off_a_wait_the_server_asked_for(chance, delay):
+    backed_off = retry.retry_delay(retry.Attempt(retries=2), _refused(), max_retries=3, time_left=60.0, chance=chance)
+    assert backed_off == pytest.approx(delay)
+    asked = retry.retry_delay(retry.Attempt(), _answer(503, "2"), max_retries=3, time_left=60.0, chance=chance)
+    assert asked == 2.0
 
 
 class _ServerThatTricklesItsAnswer(_LoopbackServer):
@@ -452,7 +462,7 @@ class _ServerThatTricklesItsAnswer(_LoopbackServer):
 def test_a_blocking_answer_that_trickles_in_ends_at_the_invoke_timeout():
     server = _ServerThatTricklesItsAnswer()
     started = time.monotonic()
-    with pytest.raises(InvokeConnectionError, match="within 0.5 s"):
+    with dify_sees(InvokeConnectionError, match="within 0.5 s"):
         client(server_url=f"http://127.0.0.1:{server.port}", invoke_timeout="0.5").get_json("/v1/models")
     # The whole answer would take 4 s; the call ends near 0.5 s (generous bound for a busy machine).
     assert time.monotonic() - started < 3

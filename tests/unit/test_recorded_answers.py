@@ -17,6 +17,7 @@ from dify_plugin.errors.model import CredentialsValidateFailedError, InvokeBadRe
 from models.llm.llm import XinferenceLargeLanguageModel
 from models.rerank.rerank import XinferenceRerankModel
 from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
+from tests.unit.xinference import servers_words
 
 SERVER = "http://recorded.test:9997"
 RECORDINGS = sorted((Path(__file__).resolve().parent.parent / "fixtures").glob("xinference-*"))
@@ -151,7 +152,7 @@ def test_recorded_errors_reach_dify_with_the_servers_words(recorded):
         words = record["body"]["detail"] if isinstance(record["body"], dict) else record["body"]
         with pytest.raises(error_type) as raised:
             list(model.invoke("m", credentials(meta, "chat"), question, {}, stream=False))
-        assert words.strip()[:60] in str(raised.value)
+        assert servers_words(words).strip()[:60] in str(raised.value)
         responses.reset()
         serve("describe_llm")
     serve("chat_stream_on_embedding_model", path="/v1/chat/completions")
@@ -169,6 +170,11 @@ def test_recorded_unknown_uid_validation_lists_the_running_models(recorded):
         XinferenceLargeLanguageModel(model_schemas=[]).validate_credentials("m", settings)
     for entry in listed:
         assert entry["id"] in str(raised.value)
+    # The server's words without its actor prefix, a full stop, then what runs there.
+    assert str(raised.value).startswith(
+        "Xinference has no running model with UID 'no-such-model' (400): "
+        f"Model not found in the model list, uid: no-such-model. Models running on {SERVER}: "
+    )
 
 
 @responses.activate

@@ -78,7 +78,7 @@ def test_a_prompt_the_model_lacks_is_asked_once_and_the_call_repeated_without_it
 
     sent = [json.loads(call.request.body) for call in responses.calls if call.request.method == "POST"]
     assert [body.get("prompt_name") for body in sent] == ["retrieval.query", None, None]
-    assert retrieval._missing == {(SERVER, described["model_name"], "jina-embeddings-v3"): {"retrieval.query"}}
+    assert (SERVER, described["model_name"], "jina-embeddings-v3", "retrieval.query") in retrieval._missing_prompts
 
 
 @responses.activate

@@ -17,7 +17,7 @@ from dify_plugin.errors.model import (
     InvokeServerUnavailableError,
 )
 
-from models.common import concurrency, metadata
+from models.common import concurrency, memory, metadata
 from models.common.credentials import CredentialsError, parse_settings
 from models.common.errors import Reason, XinferenceError, detail_of, from_status, to_dify
 from models.common.http import XinferenceClient
@@ -25,7 +25,7 @@ from models.common.redaction import redact
 from models.llm.llm import XinferenceLargeLanguageModel
 from models.text_embedding.text_embedding import XinferenceTextEmbeddingModel
 from tests.conftest import PLUGIN_ROOT
-from tests.unit.xinference import SERVER, UID, assert_no_key_piece, closed_port, credentials, describe_llm
+from tests.unit.xinference import SERVER, UID, assert_no_key_piece, closed_port, credentials, describe_llm, dify_sees
 
 DESCRIBE = f"{SERVER}/v1/models/{UID}"
 
@@ -66,10 +66,10 @@ def test_api_key_is_not_in_the_settings_repr():
 def test_describe_cache_expires_after_its_ttl(monkeypatch):
     responses.get(DESCRIBE, json=describe_llm(context_length=4096))
     now = [1000.0]
-    monkeypatch.setattr(metadata.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(memory.time, "monotonic", lambda: now[0])
     # Settings are parsed at the start of each call: each call's deadline follows the clock.
     assert metadata.describe(parse_settings(credentials())).context_length == 4096
-    now[0] += metadata.CACHE_TTL_SECONDS - 1
+    now[0] += memory.LEARNT_FOR - 1
     metadata.describe(parse_settings(credentials()))
     assert len(responses.calls) == 1
     now[0] += 2
@@ -178,7 +178,7 @@ def test_the_servers_words_are_taken_from_json_or_plain_text(body, words):
         ("server_url", "ftp://10.0.0.5", "must start with http:// or https://"),
         ("server_url", {"not": "text"}, "must start with http:// or https://"),
         ("model_uid", "qwen\x00chat", "control characters"),
-        ("invoke_timeout", "1e308", "at most 86400"),
+        ("invoke_timeout", "1e999", "positive number of seconds"),
         ("max_retries", "-1", "from 0 to 10"),
         ("max_retries", "1_000", "from 0 to 10"),
         ("max_retries", "9" * 5000, "from 0 to 10"),
@@ -231,24 +231,38 @@ def test_a_key_pasted_into_another_field_is_not_echoed():
         (500, "CUDA out of memory", {}, InvokeServerUnavailableError, Reason.SERVER_ERROR),
         (502, "Bad Gateway", {}, InvokeServerUnavailableError, Reason.SERVER_ERROR),
         (418, "I'm a teapot", {}, InvokeBadRequestError, Reason.REJECTED_REQUEST),
+        # Refusals the plugin works around, recognised here once (models/llm, models/text_embedding).
+        (400, "Only {'qwen2.5-instruct', 'glm4-chat'} support tool calls", {}, InvokeBadRequestError, Reason.TOOLS_REFUSED),
+        (400, "Only {'qwen2.5-instruct', 'glm4-chat'} support tool messages", {}, InvokeBadRequestError, Reason.TOOLS_REFUSED),
+        (400, "Streaming support for tool calls is available only when using Qwen models with vLLM backend", {},
+         InvokeBadRequestError, Reason.STREAMED_TOOLS_REFUSED),
+        (500, "Prompt name 'query' not found in the configured prompts dictionary with keys [].", {},
+         InvokeServerUnavailableError, Reason.MISSING_PROMPT),
     ],
 )
 @responses.activate
 def test_each_answer_becomes_one_dify_class_with_the_servers_words(status, detail, headers, dify_class, reason):
     responses.get(f"{SERVER}/v1/models", status=status, headers=headers, json={"detail": detail})
     assert from_status(status, detail, UID, retry_after=bool(headers)).reason is reason
-    with pytest.raises(dify_class) as raised:
+    with pytest.raises(XinferenceError) as raised:
         XinferenceClient(parse_settings(credentials(max_retries="0"))).get_json("/v1/models")
-    assert type(raised.value) is dify_class
-    assert detail in str(raised.value)
-    assert isinstance(raised.value.__cause__, XinferenceError) and raised.value.__cause__.reason is reason
+    assert raised.value.reason is reason
+    shown = to_dify(raised.value)
+    assert type(shown) is dify_class
+    assert detail in str(shown)
+
+
+def test_the_actor_prefix_is_not_shown_and_a_missing_prompt_is_named():
+    error = from_status(500, "[address=127.0.0.1:35001, pid=4242] Prompt name 'retrieval.query' not found in the configured", UID)
+    assert (error.reason, error.prompt_name) == (Reason.MISSING_PROMPT, "retrieval.query")
+    assert str(to_dify(error)) == "Xinference answered 500: Prompt name 'retrieval.query' not found in the configured"
 
 
 def test_a_500_is_classified_on_its_full_text_and_shortened_only_for_display():
     detail = "x" * 3000 + " is not for creating embedding."
     error = from_status(500, detail, UID)
     assert error.reason is Reason.WRONG_MODEL_TYPE
-    shown = to_dify(error, None)
+    shown = to_dify(error)
     assert type(shown) is InvokeBadRequestError
     assert len(str(shown)) < 1200 and str(shown).endswith("…")
 
@@ -260,7 +274,7 @@ def test_a_key_cut_by_the_shortening_leaves_no_piece_behind():
     echo = "x" * 960 + f" Authorization: Bearer {key}"
     assert echo.index(key) == 983
     responses.get(f"{SERVER}/v1/models", status=500, body=echo)
-    with pytest.raises(InvokeServerUnavailableError) as raised:
+    with dify_sees(InvokeServerUnavailableError) as raised:
         XinferenceClient(parse_settings(credentials(api_key=key))).get_json("/v1/models")
     assert_no_key_piece(raised.value, key)
 
@@ -338,7 +352,7 @@ def test_ordered_map_keeps_input_order():
 
 def test_a_long_server_url_is_capped_in_connection_errors():
     url = f"http://127.0.0.1:{closed_port()}/" + "p" * 2000
-    with pytest.raises(InvokeConnectionError) as raised:
+    with dify_sees(InvokeConnectionError) as raised:
         XinferenceClient(parse_settings(credentials(server_url=url, max_retries="0"))).get_json("/v1/models")
     assert "connection refused" in str(raised.value)
     assert len(str(raised.value)) < 300

@@ -330,7 +330,7 @@ def test_multimodal_call_with_only_text_sends_plain_strings():
 @responses.activate
 def test_bad_batch_size_is_a_bad_request_naming_the_field():
     serve_describe()
-    with pytest.raises(InvokeBadRequestError, match="embedding_batch_size must be a positive whole number"):
+    with pytest.raises(InvokeBadRequestError, match="embedding_batch_size must be a whole number, at least 1"):
         embed(["hello"], credentials(embedding_batch_size="0"))
 
 

@@ -5,13 +5,14 @@ that with a 400. The plugin then asks blocking and hands Dify the answer as chun
 """
 
 import json
+import time
 
 import pytest
 import responses
 from dify_plugin.entities.model.message import PromptMessageTool, UserPromptMessage
 from dify_plugin.errors.model import InvokeBadRequestError, InvokeServerUnavailableError
 
-from models.llm import tool_stream
+from models.common import memory
 from models.llm.llm import XinferenceLargeLanguageModel
 from tests.unit.xinference import SERVER, UID, chat_answer, chunk, credentials, describe_llm, sse
 
@@ -91,7 +92,8 @@ def test_a_remembered_refusal_is_forgotten_after_a_while(monkeypatch):
     responses.post(CHAT, body=sse(chunk({"content": "relaunched on vLLM"}), chunk({}, finish_reason="stop")))
 
     stream_with_tools()
-    monkeypatch.setattr(tool_stream, "REMEMBER_REFUSAL_FOR", 0.0)
+    later = time.monotonic() + memory.LEARNT_FOR
+    monkeypatch.setattr(memory.time, "monotonic", lambda: later)
     stream_with_tools()  # e.g. the model was relaunched on an engine that streams tool calls
     assert [body.get("stream", False) for body in chat_bodies()] == [True, False, True]
 

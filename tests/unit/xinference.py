@@ -2,9 +2,16 @@
 (and tests/fixtures/ recorded from a real 4.1.0 server), plus small helpers to serve them."""
 
 import json
+import re
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import pytest
 import responses
+from dify_plugin.errors.model import InvokeError
+
+from models.common.errors import XinferenceError, to_dify
 
 SERVER = "http://xinference.test:9997"
 UID = "qwen-chat"
@@ -112,3 +119,26 @@ def assert_no_key_piece(error: BaseException, key: str) -> None:
     pieces = [key[start : start + 8] for start in range(len(key) - 7)] or [key]
     leaked = [piece for piece in pieces if piece in shown]
     assert not leaked, f"key pieces {leaked[:3]} in {shown[:300]!r}"
+
+
+def servers_words(text: str) -> str:
+    """The server's words as messages show them: without Xinference's actor prefix ("[address=…, pid=…] ")."""
+    return re.sub(r"\[address=[^\]]*, pid=\d+\]\s*", "", text)
+
+
+class Shown:
+    """The error Dify gets, once the `with` block is over."""
+
+    value: InvokeError
+
+
+@contextmanager
+def dify_sees(error_class: type[InvokeError], match: str | None = None) -> Iterator[Shown]:
+    """The client raises its classified error; this is what the model class's edge shows Dify of it (`to_dify`)."""
+    shown = Shown()
+    with pytest.raises(XinferenceError) as raised:
+        yield shown
+    shown.value = to_dify(raised.value)
+    assert type(shown.value) is error_class, f"{type(shown.value).__name__}: {shown.value}"
+    if match is not None:
+        assert re.search(match, str(shown.value)), str(shown.value)
