@@ -22,7 +22,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -32,6 +31,7 @@ from bench.embedding_dify import embedding_dify_style
 from bench.measure import Row
 from bench.report import render_table
 from bench.rerank_overhead import rerank_100
+from bench.servers import StubProcess, Testbed, log
 from bench.stdio_client import PLUGIN_ROOT, PluginProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -153,57 +153,6 @@ CASES = {
     "transport": (cases.transport, ("testbed",)),
 }
 STUB_UIDS = {"chat": "chat", "generate": "generate", "embedding": "embedding", "rerank": "rerank"}
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class StubProcess:
-    def __init__(self, *options: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.stub_server", "--port", "0", *options],
-            cwd=PLUGIN_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the stub server did not start")
-        self.url = json.loads(line)["url"]
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc.stdout.close()
-
-
-class Testbed:
-    """A testbed named by a state file, or one this run starts with `scripts/testbed`."""
-
-    def __init__(self, state: dict, stop_with: Path | None) -> None:
-        self.state = state
-        self._stop_with = stop_with
-
-    @classmethod
-    def open(cls, state_file: str | None, start: bool) -> "Testbed | None":
-        if state_file:
-            return cls(json.loads(Path(state_file).read_text()), None)
-        if not start:
-            return None
-        script = PLUGIN_ROOT / "scripts" / "testbed"
-        if not script.exists():
-            log("no scripts/testbed yet: running against the stub only")
-            return None
-        state_path = Path(tempfile.mkdtemp(prefix="bench-testbed-")) / "state.json"
-        log("starting the testbed (scripts/testbed start); this takes a few minutes the first time")
-        result = subprocess.run([sys.executable, str(script), "start", "--state", str(state_path)], cwd=PLUGIN_ROOT)
-        if result.returncode != 0 or not state_path.exists():
-            raise RuntimeError(f"scripts/testbed start failed (exit {result.returncode})")
-        return cls(json.loads(state_path.read_text()), state_path)
-
-    def close(self) -> None:
-        if self._stop_with:
-            subprocess.run([sys.executable, str(PLUGIN_ROOT / "scripts" / "testbed"), "stop", "--state",
-                            str(self._stop_with)], cwd=PLUGIN_ROOT, check=False)
 
 
 def machine() -> dict:
