@@ -5,6 +5,9 @@
     .venv/bin/python -m bench --quick         # CI smoke: few iterations, stub only unless a
                                               # testbed state is given; never judges numbers
     .venv/bin/python -m bench --state FILE    # use a running testbed (or XINFERENCE_TESTBED_STATE)
+    .venv/bin/python -m bench --daemon        # through the real Dify plugin daemon, beside a null
+                                              # plugin and direct HTTP (bench/daemon/run.py)
+    .venv/bin/python -m bench --daemon --quick   # its CI smoke: the stub, a few calls each
 
 Prints a table and writes JSON into bench/results/. Exit status: 0 when the bench ran
 (in --quick mode whatever the numbers; otherwise 1 if a target was missed), 2 when the
@@ -27,6 +30,8 @@ import traceback
 from pathlib import Path
 
 from bench import cases
+from bench.daemon.run import PARTS as DAEMON_PARTS
+from bench.daemon.run import run as run_daemon_bench
 from bench.embedding_dify import embedding_dify_style
 from bench.measure import Row
 from bench.report import render_table
@@ -45,12 +50,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", help="state JSON of a running testbed (default: $XINFERENCE_TESTBED_STATE)")
     parser.add_argument("--no-stub", action="store_true", help="skip the stub server (the testbed only)")
     parser.add_argument("--no-runtime", action="store_true", help="skip the `python -m main` over stdio variant")
-    parser.add_argument("--only", help="comma-separated case names: " + ", ".join(CASES))
+    parser.add_argument("--only", help="comma-separated case names: " + ", ".join(CASES)
+                        + "; with --daemon: " + ", ".join(DAEMON_PARTS))
     parser.add_argument("--out", help="JSON output file (default: bench/results/<UTC time>[-quick].json)")
     parser.add_argument("--before", metavar="DIR",
                         help="another checkout of the plugin to run beside this one in embedding_dify "
                              "(e.g. git archive <commit> | tar -x -C DIR)")
+    parser.add_argument("--daemon", action="store_true",
+                        help="through the real Dify plugin daemon: this plugin, the null plugin and direct HTTP "
+                             "(see bench/daemon/run.py); with --quick against the stub unless --state is given")
+    parser.add_argument("--official", metavar="DIR",
+                        help="with --daemon: also the official langgenius/xinference plugin from this folder")
     args = parser.parse_args(argv)
+    if args.official and not args.daemon:
+        parser.error("--official needs --daemon")
+    if args.daemon:
+        parts = set(args.only.split(",")) if args.only else None
+        if parts and parts - set(DAEMON_PARTS):
+            parser.error(f"unknown part(s) of --daemon: {', '.join(sorted(parts - set(DAEMON_PARTS)))}")
+        return run_daemon_bench(quick=args.quick, state=args.state, official=args.official, out=args.out,
+                                machine=machine(), only=parts, stub_only=args.stub_only)  # fmt: skip
 
     only = set(args.only.split(",")) if args.only else set(CASES)
     unknown = only - set(CASES)

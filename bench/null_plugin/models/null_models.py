@@ -42,8 +42,9 @@ def _pieces(text: str, count: int) -> list[str]:
 
 
 def _vector(dimensions: int) -> list[float]:
-    # Digits like a real model's floats, so the answer's JSON is as long as a real one.
-    return [((index * 7919) % 2000 - 1000) / 12345.678901 for index in range(dimensions)]
+    # Values like a real model's at float32 precision (9 significant digits, as the Xinference
+    # plugin sends them), so the answer's JSON is as long as a real one.
+    return [float(f"{((index * 7919) % 2000 - 1000) / 12345.678901:.9g}") for index in range(dimensions)]
 
 
 def _embedding_usage(tokens: int) -> EmbeddingUsage:
