@@ -112,7 +112,7 @@ def embedding_import(settings: Settings, paths: Paths) -> list[CallRow]:
     batches = [texts[start : start + batch] for start in range(0, len(texts), batch)]
     rows = run_call(f"embedding, {len(texts):,} texts in Dify's batches of {batch}",
                     {name: _bound(path.embed, batches) for name, path in paths.items()},
-                    settings.n(5, 1), {"total": "total"}, warmup=1)  # fmt: skip
+                    settings.n(3, 1), {"total": "total"}, warmup=0)  # fmt: skip
     _judge(rows[0], "≤ 5 % of the plugin's time", lambda row: row.own_paired <= 0.05 * row.stats["plugin"].p50)
     rows[0].note = f"{len(batches)} dispatches per import; direct: one request per batch"
     return rows
