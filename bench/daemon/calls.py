@@ -8,8 +8,9 @@ so a machine whose speed drifts cancels out) and as the difference of the median
 """
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench.daemon.paths import Direct, ThroughDaemon
 from bench.measure import interleave
@@ -47,7 +48,10 @@ class CallRow:
     met: bool | None = None
     note: str = ""
     official_own_paired: float | None = None
-    extra: dict = field(default_factory=dict)
+    # CPU seconds per call: each plugin's process (the daemon's share is not in it), and the
+    # direct client's; own_cpu = plugin − null − direct, what a busy machine disturbs least.
+    cpu: dict[str, float] = field(default_factory=dict)
+    own_cpu: float | None = None
 
 
 @dataclass
@@ -63,10 +67,16 @@ Variant = Callable[[], dict[str, float]]
 
 
 def run_call(
-    call: str, variants: dict[str, Variant], iterations: int, metrics: dict[str, str], warmup: int = 2
+    call: str, paths: Mapping[str, ThroughDaemon | Direct], variant: Callable[[Any], Variant], iterations: int,
+    metrics: dict[str, str],
+    warmup: int = 2,
 ) -> list[CallRow]:
-    """Interleaves the variants; one row per metric ({metric: label})."""
+    """Interleaves `variant(path)` of every path; one row per metric ({metric: label}), the
+    last with the CPU each path took per call."""
+    variants = {name: variant(path) for name, path in paths.items()}
+    cpu_before = {name: path.process_cpu() for name, path in paths.items() if isinstance(path, ThroughDaemon)}
     samples = interleave(variants, iterations, warmup=warmup)
+    calls = iterations + warmup
     rows = []
     for metric, label in metrics.items():
         stats = {name: Stats.of(values[metric]) for name, values in samples.items() if values.get(metric)}
@@ -76,6 +86,15 @@ def run_call(
         if "plugin" in stats and "null" in stats:
             row.own_of_medians = stats["plugin"].p50 - stats["null"].p50 - (stats["direct"].p50 if "direct" in stats else 0.0)
         rows.append(row)
+    cpu = rows[-1].cpu
+    for name, before in cpu_before.items():
+        after = paths[name].process_cpu()
+        if before is not None and after is not None:
+            cpu[name] = (after - before) / calls
+    if samples.get("direct", {}).get("cpu"):
+        cpu["direct"] = statistics.median(samples["direct"]["cpu"])
+    if "plugin" in cpu and "null" in cpu:
+        rows[-1].own_cpu = cpu["plugin"] - cpu["null"] - cpu.get("direct", 0.0)
     return rows
 
 
@@ -91,15 +110,14 @@ Paths = dict[str, ThroughDaemon | Direct]  # plugin, null, direct, and maybe off
 
 
 def chat_blocking(settings: Settings, paths: Paths) -> list[CallRow]:
-    rows = run_call("chat, blocking", {name: _bound(path.chat, False) for name, path in paths.items()},
-                    settings.n(60, 3), {"total": "total"})  # fmt: skip
+    rows = run_call("chat, blocking", paths, lambda path: _bound(path.chat, False), settings.n(60, 3), {"total": "total"})
     _judge(rows[0], "≤ 1 ms", lambda row: row.own_paired <= 0.001)
     return rows
 
 
 def chat_stream(settings: Settings, paths: Paths) -> list[CallRow]:
-    rows = run_call("chat, stream", {name: _bound(path.chat, True) for name, path in paths.items()},
-                    settings.n(60, 3), {"ttfc": "first chunk", "total": "whole stream"})  # fmt: skip
+    rows = run_call("chat, stream", paths, lambda path: _bound(path.chat, True), settings.n(60, 3),
+                    {"ttfc": "first chunk", "total": "whole stream"})  # fmt: skip
     _judge(rows[0], "≤ 1 ms", lambda row: row.own_paired <= 0.001)
     return rows
 
@@ -111,8 +129,7 @@ def embedding_import(settings: Settings, paths: Paths) -> list[CallRow]:
              range(settings.embedding_texts)]  # fmt: skip
     batches = [texts[start : start + batch] for start in range(0, len(texts), batch)]
     rows = run_call(f"embedding, {len(texts):,} texts in Dify's batches of {batch}",
-                    {name: _bound(path.embed, batches) for name, path in paths.items()},
-                    settings.n(3, 1), {"total": "total"}, warmup=0)  # fmt: skip
+                    paths, lambda path: _bound(path.embed, batches), settings.n(3, 1), {"total": "total"}, warmup=0)  # fmt: skip
     _judge(rows[0], "≤ 5 % of the plugin's time", lambda row: row.own_paired <= 0.05 * row.stats["plugin"].p50)
     rows[0].note = f"{len(batches)} dispatches per import; direct: one request per batch"
     return rows
@@ -121,23 +138,21 @@ def embedding_import(settings: Settings, paths: Paths) -> list[CallRow]:
 def rerank(settings: Settings, paths: Paths) -> list[CallRow]:
     docs = [f"Document {i}: some text about subject {i % 13}, city {i % 7} and weather." for i in range(RERANK_DOCUMENTS)]
     return run_call(f"rerank, {RERANK_DOCUMENTS} documents",
-                    {name: _bound(path.rerank, RERANK_QUERY, docs) for name, path in paths.items()},
-                    settings.n(40, 3), {"total": "total"})  # fmt: skip
+                    paths, lambda path: _bound(path.rerank, RERANK_QUERY, docs), settings.n(40, 3), {"total": "total"})  # fmt: skip
 
 
 def num_tokens(settings: Settings, paths: Paths) -> list[CallRow]:
     text = ("The quick brown fox jumps over the lazy dog. " * (NUM_TOKENS_CHARACTERS // 45 + 1))[:NUM_TOKENS_CHARACTERS]
     through = {name: path for name, path in paths.items() if isinstance(path, ThroughDaemon)}
     rows = run_call(f"get_num_tokens, {NUM_TOKENS_CHARACTERS:,} characters",
-                    {name: _bound(path.num_tokens, text) for name, path in through.items()},
-                    settings.n(60, 3), {"total": "total"})  # fmt: skip
+                    through, lambda path: _bound(path.num_tokens, text), settings.n(60, 3), {"total": "total"})  # fmt: skip
     rows[0].note = "no HTTP request: no direct counterpart"
     return rows
 
 
 def validate_credentials(settings: Settings, paths: Paths) -> list[CallRow]:
-    rows = run_call("validate_credentials (LLM)", {name: _bound(path.validate) for name, path in paths.items()},
-                    settings.n(40, 3), {"total": "total"})  # fmt: skip
+    rows = run_call("validate_credentials (LLM)", paths, lambda path: _bound(path.validate), settings.n(40, 3),
+                    {"total": "total"})  # fmt: skip
     rows[0].note = "direct: the model's description and a 5-token chat, as the plugin's check sends"
     return rows
 

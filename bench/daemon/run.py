@@ -73,6 +73,8 @@ def run(quick: bool, state: str | None, official: str | None, out: str | None, m
         paths = _paths(daemon, server)
         _shape_null_like_plugin(paths)
         pids = daemon.plugin_pids()
+        for name, pid in pids.items():
+            paths[name].pid = pid
         rss_before = {name: rss_bytes(pid) for name, pid in pids.items()}
 
         load.append(os.getloadavg())

@@ -31,7 +31,7 @@ def calls_table(rows: list[CallRow]) -> str:
               "plugin's own cost (paired)", "(of medians)"]  # fmt: skip
     if "official" in present:
         header.append("official's own cost (paired)")
-    header += ["target", "samples"]
+    header += ["CPU per call: plugin / null process, direct client", "plugin's own CPU", "target", "samples"]
     lines = [_line(header), _line(["---"] * len(header))]
     for row in rows:
         plugin, direct = row.stats.get("plugin"), row.stats.get("direct")
@@ -41,7 +41,8 @@ def calls_table(rows: list[CallRow]) -> str:
                  ms(row.own_paired, signed=True), ms(row.own_of_medians, signed=True)]  # fmt: skip
         if "official" in present:
             cells.append(ms(row.official_own_paired, signed=True))
-        cells += [_verdict(row), str(max((s.samples for s in row.stats.values()), default=0))]
+        cpu = " / ".join(ms(row.cpu.get(path)) for path in ("plugin", "null", "direct")) if row.cpu else ""
+        cells += [cpu, ms(row.own_cpu, signed=True) if row.own_cpu is not None else "", _verdict(row), str(max((s.samples for s in row.stats.values()), default=0))]
         lines.append(_line(cells))
     return "\n".join(lines)
 
