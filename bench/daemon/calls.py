@@ -57,6 +57,10 @@ class CallRow:
 @dataclass
 class Settings:
     quick: bool
+    # The stub costs nothing, so the chats' own cost is judged there (on the testbed the
+    # server's own spread, tens of ms on a busy machine, hides a millisecond); the embedding
+    # import, a share of the server's time, is judged on the testbed.
+    stub: bool
     embedding_texts: int = EMBEDDING_TEXTS
 
     def n(self, full: int, quick: int) -> int:
@@ -111,14 +115,14 @@ Paths = dict[str, ThroughDaemon | Direct]  # plugin, null, direct, and maybe off
 
 def chat_blocking(settings: Settings, paths: Paths) -> list[CallRow]:
     rows = run_call("chat, blocking", paths, lambda path: _bound(path.chat, False), settings.n(60, 3), {"total": "total"})
-    _judge(rows[0], "≤ 1 ms", lambda row: row.own_paired <= 0.001)
+    _judge(rows[0], "≤ 1 ms", lambda row: row.own_paired <= 0.001, "stub", settings)
     return rows
 
 
 def chat_stream(settings: Settings, paths: Paths) -> list[CallRow]:
     rows = run_call("chat, stream", paths, lambda path: _bound(path.chat, True), settings.n(60, 3),
                     {"ttfc": "first chunk", "total": "whole stream"})  # fmt: skip
-    _judge(rows[0], "≤ 1 ms", lambda row: row.own_paired <= 0.001)
+    _judge(rows[0], "≤ 1 ms", lambda row: row.own_paired <= 0.001, "stub", settings)
     return rows
 
 
@@ -130,7 +134,8 @@ def embedding_import(settings: Settings, paths: Paths) -> list[CallRow]:
     batches = [texts[start : start + batch] for start in range(0, len(texts), batch)]
     rows = run_call(f"embedding, {len(texts):,} texts in Dify's batches of {batch}",
                     paths, lambda path: _bound(path.embed, batches), settings.n(3, 1), {"total": "total"}, warmup=0)  # fmt: skip
-    _judge(rows[0], "≤ 5 % of the plugin's time", lambda row: row.own_paired <= 0.05 * row.stats["plugin"].p50)
+    _judge(rows[0], "≤ 5 % of the plugin's time", lambda row: row.own_paired <= 0.05 * row.stats["plugin"].p50,
+           "testbed", settings)  # fmt: skip
     rows[0].note = f"{len(batches)} dispatches per import; direct: one request per batch"
     return rows
 
@@ -164,7 +169,9 @@ def _bound(method: Callable[..., dict], *args: object) -> Variant:
     return lambda: method(*args)
 
 
-def _judge(row: CallRow, target: str, met: Callable[[CallRow], bool]) -> None:
-    row.target = target
-    if row.own_paired is not None:
+def _judge(row: CallRow, target: str, met: Callable[[CallRow], bool], judged_on: str, settings: Settings) -> None:
+    """Sets the target; judges it only on the server it is judged on ("stub" or "testbed")."""
+    here = (judged_on == "stub") == settings.stub
+    row.target = target if here else f"{target} (judged on the {judged_on})"
+    if here and row.own_paired is not None:
         row.met = met(row)
