@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from bench.cases import Server
-from tests.daemon.services import ServiceError, tool_path
+from tests.daemon.services import ServiceError, tool_path, uv_path
 from tests.runtime.harness import REPO_ROOT
 
 # tiktoken_ext/openai_public.py: the GPT-2 files and their sha256.
@@ -42,8 +42,10 @@ def official_credentials(server: Server, role: str) -> dict:
 
 
 def package_as_is(root: Path, output: Path) -> None:
+    # Its pyproject.toml + uv.lock: the CLI exports requirements.txt with the `uv` on PATH.
+    path = f"{Path(str(uv_path())).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
     completed = subprocess.run([tool_path("dify"), "plugin", "package", str(root), "-o", str(output)],
-                               capture_output=True, text=True, timeout=300)  # fmt: skip
+                               capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": path})  # fmt: skip
     if completed.returncode != 0 or not output.is_file():
         raise ServiceError(f"`dify plugin package {root}` failed:\n{completed.stdout}{completed.stderr}")
 
