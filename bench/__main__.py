@@ -5,6 +5,9 @@
     .venv/bin/python -m bench --quick         # CI smoke: few iterations, stub only unless a
                                               # testbed state is given; never judges numbers
     .venv/bin/python -m bench --state FILE    # use a running testbed (or XINFERENCE_TESTBED_STATE)
+    .venv/bin/python -m bench --daemon        # through the real Dify plugin daemon, beside a null
+                                              # plugin and direct HTTP (bench/daemon/run.py)
+    .venv/bin/python -m bench --daemon --quick   # its CI smoke: the stub, a few calls each
 
 Prints a table and writes JSON into bench/results/. Exit status: 0 when the bench ran
 (in --quick mode whatever the numbers; otherwise 1 if a target was missed), 2 when the
@@ -22,16 +25,18 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
 
 from bench import cases
+from bench.daemon.run import PARTS as DAEMON_PARTS
+from bench.daemon.run import run as run_daemon_bench
 from bench.embedding_dify import embedding_dify_style
 from bench.measure import Row
 from bench.report import render_table
 from bench.rerank_overhead import rerank_100
+from bench.servers import StubProcess, Testbed, log
 from bench.stdio_client import PLUGIN_ROOT, PluginProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,12 +50,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", help="state JSON of a running testbed (default: $XINFERENCE_TESTBED_STATE)")
     parser.add_argument("--no-stub", action="store_true", help="skip the stub server (the testbed only)")
     parser.add_argument("--no-runtime", action="store_true", help="skip the `python -m main` over stdio variant")
-    parser.add_argument("--only", help="comma-separated case names: " + ", ".join(CASES))
+    parser.add_argument("--only", help="comma-separated case names: " + ", ".join(CASES)
+                        + "; with --daemon: " + ", ".join(DAEMON_PARTS))
     parser.add_argument("--out", help="JSON output file (default: bench/results/<UTC time>[-quick].json)")
     parser.add_argument("--before", metavar="DIR",
                         help="another checkout of the plugin to run beside this one in embedding_dify "
                              "(e.g. git archive <commit> | tar -x -C DIR)")
+    parser.add_argument("--daemon", action="store_true",
+                        help="through the real Dify plugin daemon: this plugin, the null plugin and direct HTTP "
+                             "(see bench/daemon/run.py); with --quick against the stub unless --state is given")
+    parser.add_argument("--official", metavar="DIR",
+                        help="with --daemon: also the official langgenius/xinference plugin from this folder")
     args = parser.parse_args(argv)
+    if args.official and not args.daemon:
+        parser.error("--official needs --daemon")
+    if args.daemon:
+        parts = set(args.only.split(",")) if args.only else None
+        if parts and parts - set(DAEMON_PARTS):
+            parser.error(f"unknown part(s) of --daemon: {', '.join(sorted(parts - set(DAEMON_PARTS)))}")
+        return run_daemon_bench(quick=args.quick, state=args.state, official=args.official, out=args.out,
+                                machine=machine(), only=parts, stub_only=args.stub_only)  # fmt: skip
 
     only = set(args.only.split(",")) if args.only else set(CASES)
     unknown = only - set(CASES)
@@ -153,57 +172,6 @@ CASES = {
     "transport": (cases.transport, ("testbed",)),
 }
 STUB_UIDS = {"chat": "chat", "generate": "generate", "embedding": "embedding", "rerank": "rerank"}
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-class StubProcess:
-    def __init__(self, *options: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.stub_server", "--port", "0", *options],
-            cwd=PLUGIN_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        )
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the stub server did not start")
-        self.url = json.loads(line)["url"]
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.proc.stdout.close()
-
-
-class Testbed:
-    """A testbed named by a state file, or one this run starts with `scripts/testbed`."""
-
-    def __init__(self, state: dict, stop_with: Path | None) -> None:
-        self.state = state
-        self._stop_with = stop_with
-
-    @classmethod
-    def open(cls, state_file: str | None, start: bool) -> "Testbed | None":
-        if state_file:
-            return cls(json.loads(Path(state_file).read_text()), None)
-        if not start:
-            return None
-        script = PLUGIN_ROOT / "scripts" / "testbed"
-        if not script.exists():
-            log("no scripts/testbed yet: running against the stub only")
-            return None
-        state_path = Path(tempfile.mkdtemp(prefix="bench-testbed-")) / "state.json"
-        log("starting the testbed (scripts/testbed start); this takes a few minutes the first time")
-        result = subprocess.run([sys.executable, str(script), "start", "--state", str(state_path)], cwd=PLUGIN_ROOT)
-        if result.returncode != 0 or not state_path.exists():
-            raise RuntimeError(f"scripts/testbed start failed (exit {result.returncode})")
-        return cls(json.loads(state_path.read_text()), state_path)
-
-    def close(self) -> None:
-        if self._stop_with:
-            subprocess.run([sys.executable, str(PLUGIN_ROOT / "scripts" / "testbed"), "stop", "--state",
-                            str(self._stop_with)], cwd=PLUGIN_ROOT, check=False)
 
 
 def machine() -> dict:

@@ -68,11 +68,11 @@ class Server:
         return self.session.get(self.url + "/_bench/stats").json()
 
 
-def direct_session(api_key: str | None = None, quickack: bool = False) -> requests.Session:
+def direct_session(api_key: str | None = None, quickack: bool = False, connections: int = 32) -> requests.Session:
     """A plain pooled session; with `quickack`, mounted with the plugin's own adapter, which
     sets TCP_QUICKACK once a request is sent (see models/common/transport.py)."""
     session = requests.Session()
-    adapter = (QuickAckAdapter if quickack else HTTPAdapter)(pool_maxsize=32, max_retries=0)
+    adapter = (QuickAckAdapter if quickack else HTTPAdapter)(pool_maxsize=connections, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     if api_key:

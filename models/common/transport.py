@@ -34,17 +34,34 @@ class StaleConnectionError(requests.ConnectionError):
 
 
 def session_for(settings: ServerSettings) -> requests.Session:
-    return _sessions.get_or_put((settings.base_url, settings.key_fingerprint), lambda: _new_session(settings.api_key))
+    return _sessions.get_or_put(
+        (settings.base_url, settings.key_fingerprint), lambda: _new_session(settings.base_url, settings.api_key)
+    )
 
 
-def _new_session(api_key: str | None) -> requests.Session:
+def _new_session(base_url: str, api_key: str | None) -> requests.Session:
     session = requests.Session()
+    read_environment_once(session, base_url)
     adapter = QuickAckAdapter(pool_connections=1, pool_maxsize=MAX_POOLED_CONNECTIONS, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     if api_key:
         session.headers["Authorization"] = f"Bearer {api_key}"
     return session
+
+
+def read_environment_once(session: requests.Session, base_url: str) -> None:
+    """The proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY: the daemon passes its own on)
+    and CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE) for this server, read once.
+
+    A session that trusts the environment reads it, and looks for ~/.netrc, on every
+    request: a quarter of a blocking chat's CPU in the plugin (bench/README.md). A session
+    serves one server, so once is enough. ~/.netrc is not read: it would replace the API key.
+    """
+    settled = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.trust_env = False
+    session.proxies = settled["proxies"]
+    session.verify = settled["verify"]
 
 
 def drop_idle_connections(session: requests.Session) -> None:

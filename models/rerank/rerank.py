@@ -77,6 +77,9 @@ class XinferenceRerankModel(XinferenceModel[ServerSettings], RerankModel):
         """The best `top_n` results, best first, without those scoring under `score_threshold`."""
         if not documents:
             return []
+        if top_n is not None and top_n <= 0:
+            # The daemon passes Dify's "no top_n" (None) on as 0, a Go int's zero value.
+            top_n = None
         settings = self.prepare(credentials).settings
         ranked = _post_rerank(settings, query, documents, top_n)
         return [item for item in ranked if score_threshold is None or item.relevance_score >= score_threshold]

@@ -133,11 +133,12 @@ class DaemonClient:
             )
         return data["unique_identifier"]
 
-    def install(self, identifier: str, timeout: float = INSTALL_TIMEOUT) -> dict:
+    def install(self, *identifiers: str, timeout: float = INSTALL_TIMEOUT) -> dict:
+        """Installs uploaded packages (several in one task: the daemon installs them side by side)."""
         started = self._management(
             "POST",
             "management/install/identifiers",
-            json={"plugin_unique_identifiers": [identifier], "source": "package", "metas": [{}]},
+            json={"plugin_unique_identifiers": list(identifiers), "source": "package", "metas": [{}] * len(identifiers)},
         )
         if started.get("all_installed"):
             return {"status": "success", "already_installed": True}
@@ -162,17 +163,20 @@ class DaemonClient:
 
     # ---- calling a model --------------------------------------------------------------
 
-    def dispatch(self, plugin_id: str, route: str, data: dict, timeout: float = DISPATCH_TIMEOUT) -> DispatchResult:
-        body = {"user_id": USER_ID, "data": data}
-        print(f"\n>>> POST /plugin/<tenant>/dispatch/{route}  X-Plugin-ID: {plugin_id}")
-        show("request:", body, self.secrets)
-        response = self.session.post(
+    def post_dispatch(self, plugin_id: str, route: str, data: dict, timeout: float = DISPATCH_TIMEOUT) -> requests.Response:
+        """Sends one dispatch as Dify's API server does; its server-sent events, still unread."""
+        return self.session.post(
             self._path(f"dispatch/{route}"),
-            json=body,
+            json={"user_id": USER_ID, "data": data},
             headers={"X-Plugin-ID": plugin_id},
             stream=True,
             timeout=timeout,
         )
+
+    def dispatch(self, plugin_id: str, route: str, data: dict, timeout: float = DISPATCH_TIMEOUT) -> DispatchResult:
+        print(f"\n>>> POST /plugin/<tenant>/dispatch/{route}  X-Plugin-ID: {plugin_id}")
+        show("request:", {"user_id": USER_ID, "data": data}, self.secrets)
+        response = self.post_dispatch(plugin_id, route, data, timeout)
         result = DispatchResult()
         if response.status_code != 200:
             result.error = {"code": response.status_code, "message": response.text}

@@ -10,16 +10,13 @@ come after every call, the check that no API key reached a log, is the finalizer
 session fixture, and the test that gets the plugin killed waits until it is back.
 """
 
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.daemon.client import DISPATCH_TIMEOUT, DaemonClient, DispatchResult
-from tests.daemon.services import STATE_ROOT, DaemonStack, missing_prerequisites
+from tests.daemon.services import STATE_ROOT, DaemonStack, missing_prerequisites, package
 from tests.daemon.stub_models import ModelsStub
 from tests.runtime.conftest import STUB_API_KEY
 from tests.runtime.harness import REPO_ROOT
@@ -79,13 +76,9 @@ def built_package(tmp_path_factory) -> tuple[Path, str]:
     """The .difypkg from scripts/package, and the unique identifier it printed."""
     output = tmp_path_factory.mktemp("dist") / "xinference.difypkg"
     started = time.monotonic()
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "package"), "--output", str(output)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    identifier = package(REPO_ROOT, output)
     TIMINGS["scripts/package"] = time.monotonic() - started
-    assert completed.returncode == 0, completed.stderr
-    return output, re.search(r"unique identifier (\S+)", completed.stdout).group(1)
+    return output, identifier
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,15 @@ the server with PLATFORM=local, unsigned packages allowed, uv from PyPI, a Pytho
 PATH, and remote installing (debugging) on its own loopback port. Everything listens on
 127.0.0.1 only and lives under `.daemon/` (git- and dify-ignored):
   .daemon/run/      this run: database, Redis, the daemon's storage and log; wiped at start
+                    (`python -m bench --daemon` uses .daemon/bench-run/)
   .daemon/work/     the daemon's PLUGIN_WORKING_PATH: unpacked plugins, their venvs and uv's
-                    cache, kept between runs so an unchanged package reinstalls from cache
+                    cache, kept between runs so an unchanged package reinstalls from cache;
+                    one daemon at a time uses it (a lock file; a second one waits)
 """
 
+import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,6 +61,18 @@ def missing_prerequisites() -> list[str]:
     if uv_path() is None:
         reasons.append("no uv (pip install -r tests/daemon/requirements.txt)")
     return reasons
+
+
+def package(root: Path, output: Path) -> str:
+    """Builds the plugin folder `root` with scripts/package (the official CLI) into `output`;
+    the unique identifier it printed."""
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "package"), "--root", str(root), "--output", str(output)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if completed.returncode != 0:
+        raise ServiceError(f"scripts/package --root {root} failed:\n{completed.stdout}{completed.stderr}")
+    return re.search(r"unique identifier (\S+)", completed.stdout).group(1)
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
@@ -172,6 +188,7 @@ class Daemon:
     port: int = field(default_factory=unused_port)
     debugging_port: int = field(default_factory=unused_port)
     server_key: str = field(default_factory=lambda: "daemon-key-" + uuid.uuid4().hex)
+    extra_environment: dict[str, str] = field(default_factory=dict)  # passed on to the plugins too
     process: subprocess.Popen | None = None
 
     @property
@@ -219,6 +236,7 @@ class Daemon:
             "PIP_MIRROR_AUTO_DETECT": "false",
             "PIP_VERBOSE": "false",
             "SSL_CERT_FILE": os.environ.get("SSL_CERT_FILE", CA_BUNDLE),
+            **self.extra_environment,
         }
 
     def start(self) -> None:
@@ -261,14 +279,20 @@ class DaemonStack:
     daemon: Daemon
     timings: dict[str, float] = field(default_factory=dict)
 
+    _work_lock: int | None = field(default=None, init=False, repr=False)
+
     @classmethod
-    def create(cls) -> "DaemonStack":
-        run = STATE_ROOT / "run"
+    def create(cls, run_name: str = "run", extra_environment: dict[str, str] | None = None) -> "DaemonStack":
+        """A stack whose run state lives in .daemon/<run_name>/ (wiped now) and whose plugins
+        in the shared .daemon/work/."""
+        run = STATE_ROOT / run_name
         shutil.rmtree(run, ignore_errors=True)
         postgres, redis = Postgres(run / "postgres"), Redis(run / "redis")
-        return cls(postgres, redis, Daemon(run / "daemon", STATE_ROOT / "work", postgres, redis))
+        daemon = Daemon(run / "daemon", STATE_ROOT / "work", postgres, redis, extra_environment=extra_environment or {})
+        return cls(postgres, redis, daemon)
 
     def start(self) -> None:
+        self._lock_work()
         for name, service in (("postgres", self.postgres), ("redis", self.redis), ("daemon", self.daemon)):
             started = time.monotonic()
             service.start()
@@ -280,3 +304,16 @@ class DaemonStack:
                 service.stop()
             except Exception as exc:  # noqa: BLE001 - stop the others whatever happens
                 print(f"daemon tier: stopping {type(service).__name__} failed: {exc}", file=sys.stderr)
+        if self._work_lock is not None:
+            os.close(self._work_lock)  # releases the lock
+            self._work_lock = None
+
+    def _lock_work(self) -> None:
+        """Two daemons installing into one working path would overwrite each other's venvs."""
+        self.daemon.work.mkdir(parents=True, exist_ok=True)
+        self._work_lock = os.open(self.daemon.work / ".lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(self._work_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"daemon: waiting for the other daemon using {self.daemon.work} to stop", file=sys.stderr, flush=True)
+            fcntl.flock(self._work_lock, fcntl.LOCK_EX)

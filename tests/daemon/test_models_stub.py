@@ -109,6 +109,16 @@ def test_rerank_orders_documents_and_applies_top_n(call, stub):
     assert ranked[0]["text"] == docs[1] and ranked[0]["score"] >= ranked[1]["score"]
 
 
+def test_rerank_without_top_n_returns_every_document(call, stub):
+    # Dify sends top_n None when a retrieval sets none; the daemon hands the plugin 0.
+    docs = ["bananas are yellow", "paris is the capital of france", "the capital of germany is berlin"]
+    result = call("rerank/invoke", "rerank", stub_credentials(stub, RERANK_UID),
+                  query="what is the capital of france", docs=docs, score_threshold=None, top_n=None)  # fmt: skip
+
+    assert result.ok, result.error
+    assert sorted(doc["index"] for doc in result.chunks[-1]["docs"]) == [0, 1, 2]
+
+
 # ---- audio ----------------------------------------------------------------------------
 
 

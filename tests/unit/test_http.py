@@ -293,6 +293,42 @@ def test_a_reset_on_a_fresh_connection_is_not_sent_again(sleeps):
     server.listener.close()
 
 
+class _Proxy(_LoopbackServer):
+    """An HTTP proxy that answers every request itself and keeps the request lines it got."""
+
+    def __init__(self) -> None:
+        self.request_lines: list[bytes] = []
+        super().__init__()
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(65536)
+            self.request_lines.append(request.split(b"\r\n", 1)[0])
+            connection.sendall(_OK_HEAD.replace(b"keep-alive", b"close") + str(len(_MODELS_ANSWER)).encode()
+                               + b"\r\n\r\n" + _MODELS_ANSWER)  # fmt: skip
+
+
+def test_the_proxy_named_in_the_environment_carries_the_requests(monkeypatch):
+    proxy = _Proxy()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    client(server_url="http://xinference-behind-a-proxy.test:9997").get_json("/v1/models")
+    assert proxy.request_lines == [b"GET http://xinference-behind-a-proxy.test:9997/v1/models HTTP/1.1"]
+    proxy.listener.close()
+
+
+def test_a_server_named_in_no_proxy_is_reached_directly(monkeypatch):
+    proxy, server = _Proxy(), _Proxy()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    client(server_url=f"http://127.0.0.1:{server.port}").get_json("/v1/models")
+    assert (proxy.request_lines, server.request_lines) == ([], [b"GET /v1/models HTTP/1.1"])
+    proxy.listener.close()
+    server.listener.close()
+
+
 # ---- streams give their connection back ------------------------------------------------------
 
 

@@ -101,6 +101,16 @@ def test_top_n_larger_than_the_document_count_returns_every_document():
 
 
 @responses.activate
+def test_top_n_zero_means_none_as_the_daemon_sends_it_every_document_comes_back():
+    # Dify's top_n=None reaches the plugin as 0 through the daemon; Xinference would cut to nothing.
+    serve_describe()
+    responses.post(RERANK, json=rerank_answer((1, 0.7), (0, 0.3)))
+
+    assert [d.index for d in rerank(["a", "b"], top_n=0).docs] == [1, 0]
+    assert "top_n" not in sent_body()
+
+
+@responses.activate
 def test_top_n_is_honoured_even_if_an_engine_returns_more():
     serve_describe()
     responses.post(RERANK, json=rerank_answer((0, 0.2), (1, 0.7), (2, 0.5)))
