@@ -5,6 +5,7 @@ import socket
 import struct
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -34,8 +35,10 @@ def client(**overrides) -> XinferenceClient:
 
 @pytest.fixture
 def sleeps(monkeypatch) -> list[float]:
+    """The client's waits between retries, recorded instead of slept (only the client's: a
+    loopback server's thread that outlives its test must not count here)."""
     waited: list[float] = []
-    monkeypatch.setattr(http.time, "sleep", waited.append)
+    monkeypatch.setattr(http, "time", SimpleNamespace(sleep=waited.append, monotonic=time.monotonic))
     return waited
 
 
@@ -166,6 +169,7 @@ class _LoopbackServer:
         self.listener.listen()
         self.port = self.listener.getsockname()[1]
         self.connections: list[socket.socket] = []
+        self.paused = threading.Event()  # never set: its wait() is a pause no test's patch of time.sleep touches
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -344,7 +348,7 @@ class _ServerOfChunkedStreams(_LoopbackServer):
                 )
                 for event in (b'data: {"n": 1}\r\n\r\n', b"data: [DONE]\r\n\r\n"):
                     connection.sendall(b"%x\r\n%s\r\n" % (len(event), event))
-                time.sleep(0.05)
+                self.paused.wait(0.05)
                 connection.sendall(b"0\r\n\r\n")
 
 
@@ -489,7 +493,7 @@ class _ServerThatTricklesItsAnswer(_LoopbackServer):
             connection.sendall(_OK_HEAD + b"20\r\n\r\n")
             try:
                 for _ in range(20):
-                    time.sleep(0.2)
+                    self.paused.wait(0.2)
                     connection.sendall(b" ")
             except OSError:
                 pass
